@@ -1,0 +1,318 @@
+// clusters.yaml → a validated Config, or every problem found, each located
+// (FILE:LINE:COL). Three passes: YAML syntax (the `yaml` library, duplicate
+// keys included), the published JSON Schema (ajv), then the cross-references a
+// schema cannot express (ownership, key reuse, key syntax, node domains).
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Ajv, type ErrorObject } from 'ajv';
+import { isMap, isScalar, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { projectPath } from '../../common/paths.js';
+import { parsePublicKey, type PublicKey } from '../identity/keys.js';
+import { ConfigError, type Located } from './errors.js';
+
+export const ALL_ACTIONS = ['status', 'on', 'off', 'reset'] as const;
+export type PowerAction = (typeof ALL_ACTIONS)[number];
+
+export type ToolstackConfig =
+  | { type: 'sim'; state: string }
+  | { type: 'xl' }
+  | { type: 'virsh'; uri: string };
+
+export interface NodeConfig {
+  name: string;
+  key: PublicKey;
+  /** The node's own domain (default: its name). */
+  domain: string;
+}
+
+export interface ClusterConfig {
+  name: string;
+  domains: string[];
+  nodes: Record<string, NodeConfig>;
+  actions: PowerAction[];
+  allowSelfOff: boolean;
+}
+
+export interface AdminConfig {
+  name: string;
+  key: PublicKey;
+}
+
+export interface Config {
+  /** Absolute path of the file read; relative paths inside resolve against its folder. */
+  file: string;
+  broker: {
+    listen: { host: string; port: number };
+    hostKey: string;
+    auditLog: string;
+    policyBundle: string | undefined;
+    toolstack: ToolstackConfig;
+  };
+  clusters: Record<string, ClusterConfig>;
+  admins: Record<string, AdminConfig>;
+}
+
+/** The raw shape the schema guarantees (before cross-checks). */
+interface RawConfig {
+  broker: {
+    listen: string;
+    host_key: string;
+    audit_log: string;
+    policy_bundle?: string;
+    toolstack: ToolstackConfig;
+  };
+  clusters: Record<
+    string,
+    {
+      domains: string[];
+      nodes: Record<string, { key: string; domain?: string }>;
+      actions?: PowerAction[];
+      allow_self_off?: boolean;
+    }
+  >;
+  admins?: Record<string, { key: string }>;
+}
+
+export const SCHEMA_PATH = projectPath('schema', 'clusters.schema.json');
+
+let validator: ReturnType<Ajv['compile']> | undefined;
+function schemaValidator(): ReturnType<Ajv['compile']> {
+  if (!validator) {
+    const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as object;
+    validator = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(schema);
+  }
+  return validator;
+}
+
+type Path = (string | number)[];
+
+/** Positions of YAML nodes, for messages. */
+class Locator {
+  constructor(
+    private readonly file: string,
+    private readonly doc: Document,
+    private readonly lines: LineCounter,
+  ) {}
+
+  at(offset: number, message: string): Located {
+    const { line, col } = this.lines.linePos(offset);
+    return { file: this.file, line, col, message };
+  }
+
+  get(path: Path): unknown {
+    return this.doc.getIn(path);
+  }
+
+  /** The value at `path`, or the nearest ancestor that exists. */
+  value(path: Path, message: string): Located {
+    for (let n = path.length; n >= 0; n--) {
+      const node = this.doc.getIn(path.slice(0, n), true) as Node | undefined;
+      if (node?.range) return this.at(node.range[0], message);
+    }
+    return this.at(0, message);
+  }
+
+  /** The key `key` of the mapping at `path` (falls back to the mapping itself). */
+  key(path: Path, key: string, message: string): Located {
+    const map = path.length === 0 ? this.doc.contents : this.doc.getIn(path, true);
+    if (isMap(map)) {
+      for (const pair of map.items) {
+        if (isScalar(pair.key) && String(pair.key.value) === key && pair.key.range) {
+          return this.at(pair.key.range[0], message);
+        }
+      }
+    }
+    return this.value(path, message);
+  }
+}
+
+const pointerToPath = (pointer: string): Path =>
+  pointer === ''
+    ? []
+    : pointer
+        .slice(1)
+        .split('/')
+        .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+        .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+
+const where = (path: Path): string => (path.length ? path.join('.') : 'top level');
+
+/** One readable, located message per schema error (noise from if/then dropped). */
+function schemaProblem(e: ErrorObject, loc: Locator): Located | undefined {
+  const path = pointerToPath(e.instancePath);
+  const at = where(path);
+  switch (e.keyword) {
+    case 'if':
+      return undefined; // the failing `then` branch reports the actual problem
+    case 'additionalProperties': {
+      const extra = String(e.params.additionalProperty);
+      return loc.key(path, extra, `unknown key "${extra}" in ${at}`);
+    }
+    case 'required':
+      return loc.value(path, `${at} is missing required key "${String(e.params.missingProperty)}"`);
+    case 'propertyNames': {
+      const name = String(e.params.propertyName);
+      return loc.key(path, name, `name ${JSON.stringify(name)} in ${at} must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`);
+    }
+    case 'pattern': {
+      const last = path[path.length - 1];
+      if (last === 'key') return loc.value(path, `${at}: not an OpenSSH public key line ("ssh-ed25519 AAAA... comment")`);
+      if (last === 'listen') return loc.value(path, `${at}: expected host:port, e.g. 127.0.0.1:2222`);
+      return loc.value(path, `${at}: ${JSON.stringify(loc.get(path))} must match ${String(e.params.pattern)}`);
+    }
+    case 'enum':
+      return loc.value(path, `${at}: must be one of ${(e.params.allowedValues as unknown[]).join(', ')}`);
+    case 'uniqueItems':
+      return loc.value([...path, Number(e.params.i)], `${at}: duplicate entry (items ${e.params.j} and ${e.params.i} are equal)`);
+    case 'minItems':
+    case 'minProperties':
+      return loc.value(path, `${at}: must not be empty`);
+    default:
+      return loc.value(path, `${at}: ${e.message ?? e.keyword}`);
+  }
+}
+
+/** Reads, parses and validates a clusters.yaml. Throws ConfigError listing every problem found. */
+export function loadConfig(file: string): Config {
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ file, line: 1, col: 1, message: `cannot read: ${(err as Error).message}` }]);
+  }
+  return parseConfig(text, file, abs);
+}
+
+/** As loadConfig, from text. `display` names the file in messages; `abs` anchors relative paths. */
+export function parseConfig(text: string, display: string, abs: string = resolve(display)): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, strict: true });
+  const loc = new Locator(display, doc, lines);
+
+  const syntax = [...doc.errors, ...doc.warnings];
+  if (syntax.length) {
+    throw new ConfigError(
+      syntax.map((e) => {
+        const [start] = e.linePos ?? [{ line: 1, col: 1 }];
+        const first = e.message.split('\n')[0] ?? e.message;
+        return { file: display, line: start.line, col: start.col, message: `YAML: ${first}` };
+      }),
+    );
+  }
+
+  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  if (raw === null || raw === undefined) {
+    throw new ConfigError([loc.at(0, 'empty file: expected the keys "broker" and "clusters"')]);
+  }
+  const validate = schemaValidator();
+  if (!validate(raw)) {
+    const problems = (validate.errors ?? [])
+      .map((e) => schemaProblem(e, loc))
+      .filter((p): p is Located => p !== undefined);
+    throw new ConfigError(dedupe(problems));
+  }
+  return crossCheck(raw as RawConfig, loc, abs);
+}
+
+function dedupe(problems: Located[]): Located[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.line}:${p.col}:${p.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+/** The rules that span entries: one owner per domain, one identity per key, node domains owned. */
+function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
+  const problems: Located[] = [];
+  const base = dirname(abs);
+  const owner = new Map<string, string>();
+  const keyUser = new Map<string, string>();
+
+  const takeKey = (path: Path, who: string, line: string): PublicKey | undefined => {
+    const key = parsePublicKey(line);
+    if (typeof key === 'string') {
+      problems.push(loc.value(path, `${where(path)}: malformed public key (${key})`));
+      return undefined;
+    }
+    const previous = keyUser.get(key.blob);
+    if (previous) {
+      problems.push(loc.value(path, `${where(path)}: key ${key.fingerprint} is already used by ${previous}; each key identifies exactly one node or admin`));
+    } else {
+      keyUser.set(key.blob, who);
+    }
+    return key;
+  };
+
+  const clusters: Record<string, ClusterConfig> = {};
+  for (const [cname, c] of Object.entries(raw.clusters)) {
+    c.domains.forEach((d, i) => {
+      const first = owner.get(d);
+      if (first !== undefined) {
+        problems.push(loc.value(['clusters', cname, 'domains', i], `domain ${d} is owned by cluster ${first} already; a domain has one owner`));
+      } else {
+        owner.set(d, cname);
+      }
+    });
+    const nodes: Record<string, NodeConfig> = {};
+    for (const [nname, n] of Object.entries(c.nodes)) {
+      const path = ['clusters', cname, 'nodes', nname];
+      const key = takeKey([...path, 'key'], `node ${cname}/${nname}`, n.key);
+      const domain = n.domain ?? nname;
+      if (!c.domains.includes(domain)) {
+        problems.push(
+          n.domain !== undefined
+            ? loc.value([...path, 'domain'], `node ${cname}/${nname}: its domain ${domain} is not among cluster ${cname}'s domains`)
+            : loc.key(['clusters', cname, 'nodes'], nname, `node ${cname}/${nname}: no domain named ${nname} in cluster ${cname}'s domains (set "domain:" if the VM has another name)`),
+        );
+      }
+      if (key) nodes[nname] = { name: nname, key, domain };
+    }
+    clusters[cname] = {
+      name: cname,
+      domains: [...c.domains],
+      nodes,
+      actions: c.actions ? [...c.actions] : [...ALL_ACTIONS],
+      allowSelfOff: c.allow_self_off ?? false,
+    };
+  }
+
+  const admins: Record<string, AdminConfig> = {};
+  for (const [aname, a] of Object.entries(raw.admins ?? {})) {
+    const key = takeKey(['admins', aname, 'key'], `admin ${aname}`, a.key);
+    if (key) admins[aname] = { name: aname, key };
+  }
+
+  const listen = parseListen(raw.broker.listen);
+  if (typeof listen === 'string') problems.push(loc.value(['broker', 'listen'], `broker.listen: ${listen}`));
+
+  if (problems.length || typeof listen === 'string') throw new ConfigError(problems);
+
+  const toolstack: ToolstackConfig =
+    raw.broker.toolstack.type === 'sim'
+      ? { type: 'sim', state: resolve(base, raw.broker.toolstack.state) }
+      : raw.broker.toolstack;
+  return {
+    file: abs,
+    broker: {
+      listen,
+      hostKey: resolve(base, raw.broker.host_key),
+      auditLog: resolve(base, raw.broker.audit_log),
+      policyBundle: raw.broker.policy_bundle === undefined ? undefined : resolve(base, raw.broker.policy_bundle),
+      toolstack,
+    },
+    clusters,
+    admins,
+  };
+}
+
+function parseListen(listen: string): { host: string; port: number } | string {
+  const cut = listen.lastIndexOf(':');
+  const host = listen.slice(0, cut).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(listen.slice(cut + 1));
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return `port ${listen.slice(cut + 1)} is not in 1..65535`;
+  return { host, port };
+}

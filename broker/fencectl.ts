@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// fencectl: the host admin's and security reviewer's tool (DESIGN.md §10).
+//   fencectl check   --config FILE
+//   fencectl explain --config FILE --as CLUSTER/NODE | --admin NAME --action A [--target D] [--json]
+// Exit codes: 0 ok / allowed, 1 invalid / denied, 2 usage or config error.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { checkRequest } from '../common/request.js';
+import { nameProblem } from '../common/names.js';
+import { ConfigError, formatLocated } from './config/errors.js';
+import { loadConfig, type Config } from './config/load.js';
+import { checkRego, loadPolicy } from './policy/load.js';
+import type { Requester } from './policy/engine.js';
+
+const USAGE = `usage:
+  fencectl check   --config FILE
+  fencectl explain --config FILE (--as CLUSTER/NODE | --admin NAME) --action ACTION [--target DOMAIN] [--json]
+`;
+
+class UsageError extends Error {}
+
+const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : s + '\n');
+const err = (s: string): void => void process.stderr.write(s.endsWith('\n') ? s : s + '\n');
+
+function options<T extends ParseArgsConfig['options']>(args: string[], opts: T) {
+  try {
+    return parseArgs({ args, options: opts, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function configFrom(values: { config?: string | boolean | undefined }): Config {
+  if (typeof values.config !== 'string') throw new UsageError('--config FILE is required');
+  return loadConfig(values.config);
+}
+
+async function check(args: string[]): Promise<number> {
+  const v = options(args, { config: { type: 'string' } });
+  const config = configFrom(v);
+  const regoProblems = config.broker.policyBundle ? [] : await checkRego();
+  if (regoProblems.length) {
+    regoProblems.forEach((p) => err(formatLocated(p)));
+    return 1;
+  }
+  const engine = await loadPolicy(config);
+  const clusters = Object.values(config.clusters);
+  const domains = clusters.reduce((n, c) => n + c.domains.length, 0);
+  const nodes = clusters.reduce((n, c) => n + Object.keys(c.nodes).length, 0);
+  out(
+    `${config.file}: ok: ${clusters.length} clusters, ${domains} domains, ${nodes} nodes, ` +
+      `${Object.keys(config.admins).length} admins; policy ${engine.revision} (wasm sha256 ${engine.sha256})`,
+  );
+  return 0;
+}
+
+function requesterFrom(as: unknown, admin: unknown): Requester {
+  if (typeof admin === 'string') {
+    if (as !== undefined) throw new UsageError('give either --as or --admin, not both');
+    const p = nameProblem(admin);
+    if (p) throw new UsageError(`--admin: ${p}`);
+    return { admin };
+  }
+  if (typeof as !== 'string') throw new UsageError('--as CLUSTER/NODE (or --admin NAME) is required');
+  const parts = as.split('/');
+  if (parts.length !== 2) throw new UsageError(`--as: expected CLUSTER/NODE, got ${JSON.stringify(as)}`);
+  const [cluster, node] = parts as [string, string];
+  const p = nameProblem(cluster) ?? nameProblem(node);
+  if (p) throw new UsageError(`--as: ${p}`);
+  return { cluster, node };
+}
+
+async function explain(args: string[]): Promise<number> {
+  const v = options(args, {
+    config: { type: 'string' },
+    as: { type: 'string' },
+    admin: { type: 'string' },
+    action: { type: 'string' },
+    target: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const requester = requesterFrom(v.as, v.admin);
+  if (typeof v.action !== 'string') throw new UsageError('--action is required');
+  // The same grammar the broker applies before the policy sees a request.
+  const parsed = checkRequest(v.action, typeof v.target === 'string' ? v.target : undefined);
+  if (!parsed.ok) throw new UsageError(parsed.error);
+  const config = configFrom(v);
+  const engine = await loadPolicy(config);
+  const input = { requester, action: parsed.request.verb, ...('target' in parsed.request ? { target: parsed.request.target } : {}) };
+  const d = engine.decide(input);
+  if (v.json) {
+    out(JSON.stringify({ ...d, input, policy: { revision: engine.revision, sha256: engine.sha256 } }));
+  } else {
+    const who = 'admin' in requester ? `admin ${requester.admin}` : `${requester.cluster}/${requester.node}`;
+    out(`${d.allow ? 'ALLOW' : 'DENY'}  ${who} ${input.action}${input.target ? ' ' + input.target : ''}`);
+    for (const r of d.reasons) out(`  - ${r}`);
+    if (d.domains) out(`  domains: ${d.domains.join(' ') || '(none)'}`);
+    out(`  policy ${engine.revision} (wasm sha256 ${engine.sha256})`);
+  }
+  return d.allow ? 0 : 1;
+}
+
+const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain };
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    out(USAGE);
+    return cmd === undefined ? 2 : 0;
+  }
+  const run = commands[cmd];
+  if (!run) {
+    err(`fencectl: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await run(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(`fencectl ${cmd}: ${e.message}\n${USAGE}`);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      err(e.message);
+      return cmd === 'check' ? 1 : 2;
+    }
+    err(`fencectl ${cmd}: ${(e as Error).message}`);
+    return cmd === 'check' ? 1 : 2;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

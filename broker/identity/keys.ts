@@ -1,0 +1,26 @@
+// SSH public keys: the only source of a requester's identity (DESIGN.md §3.1).
+import { createHash } from 'node:crypto';
+import ssh2 from 'ssh2';
+
+export interface PublicKey {
+  type: string;
+  /** The SSH wire-format blob, base64: what identifies the key (the comment does not). */
+  blob: string;
+  /** OpenSSH-style fingerprint, "SHA256:..." without padding, as `ssh-keygen -l` prints. */
+  fingerprint: string;
+}
+
+export function fingerprintOf(blob: Buffer): string {
+  return 'SHA256:' + createHash('sha256').update(blob).digest('base64').replace(/=+$/, '');
+}
+
+/** Parses one OpenSSH public key line; returns a reason string when it is not one. */
+export function parsePublicKey(line: string): PublicKey | string {
+  const parsed = ssh2.utils.parseKey(line);
+  if (parsed instanceof Error) return parsed.message;
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (!key) return 'no key found';
+  if (key.isPrivateKey()) return 'a private key; give the public key line';
+  const blob = key.getPublicSSH();
+  return { type: key.type, blob: blob.toString('base64'), fingerprint: fingerprintOf(blob) };
+}

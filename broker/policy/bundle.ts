@@ -1,0 +1,92 @@
+// The policy bundle: `opa build -t wasm` of policies/ (tests excluded), with a
+// revision that is a hash of the Rego sources, so the audit log's revision names
+// exactly the text a reviewer read. The broker loads policy.wasm from it.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { execa } from 'execa';
+import * as tar from 'tar';
+import { projectPath } from '../../common/paths.js';
+
+export const ENTRYPOINT = 'fencing/decision';
+export const POLICIES_DIR = projectPath('policies');
+export const DEFAULT_BUNDLE = projectPath('dist', 'policy', 'bundle.tar.gz');
+
+export interface Bundle {
+  wasm: Uint8Array;
+  revision: string;
+  /** sha256 (hex) of policy.wasm: what actually decides. */
+  sha256: string;
+}
+
+const isSource = (name: string): boolean => name.endsWith('.rego') && !name.endsWith('_test.rego');
+
+/** "rego-" + 16 hex of sha256 over the policy sources (names and contents, sorted). */
+export function sourceRevision(dir: string = POLICIES_DIR): string {
+  const h = createHash('sha256');
+  for (const name of readdirSync(dir).filter(isSource).sort()) {
+    h.update(name).update('\0').update(readFileSync(join(dir, name))).update('\0');
+  }
+  return 'rego-' + h.digest('hex').slice(0, 16);
+}
+
+/** Finds the pinned opa (scripts/opa.sh); never installs from the broker. */
+export async function findOpa(): Promise<string> {
+  if (process.env.OPA) return process.env.OPA;
+  const r = await execa('bash', [projectPath('scripts', 'opa.sh'), '--no-install'], { reject: false });
+  if (r.exitCode !== 0) throw new Error(`opa not available: ${r.stderr.trim()}`);
+  return r.stdout.trim();
+}
+
+export async function buildBundle(out: string = DEFAULT_BUNDLE, dir: string = POLICIES_DIR): Promise<string> {
+  const opa = await findOpa();
+  const revision = sourceRevision(dir);
+  mkdirSync(dirname(out), { recursive: true });
+  const r = await execa(
+    opa,
+    ['build', '-t', 'wasm', '-e', ENTRYPOINT, '-r', revision, '--ignore', '*_test.rego', '-o', out, dir],
+    { reject: false, env: { LC_ALL: 'C' }, timeout: 120_000 },
+  );
+  if (r.exitCode !== 0) throw new Error(`opa build failed (exit ${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}`);
+  return revision;
+}
+
+export async function readBundle(path: string): Promise<Bundle> {
+  const files = new Map<string, Buffer>();
+  await tar.t({
+    file: path,
+    onReadEntry: (entry) => {
+      const name = entry.path.replace(/^\/+/, '');
+      if (name !== 'policy.wasm' && name !== '.manifest') {
+        entry.resume();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      entry.on('data', (c: Buffer) => chunks.push(c));
+      entry.on('end', () => files.set(name, Buffer.concat(chunks)));
+    },
+  });
+  const wasm = files.get('policy.wasm');
+  const manifest = files.get('.manifest');
+  if (!wasm) throw new Error(`${path}: no policy.wasm in the bundle`);
+  if (!manifest) throw new Error(`${path}: no .manifest in the bundle`);
+  const revision = (JSON.parse(manifest.toString('utf8')) as { revision?: unknown }).revision;
+  if (typeof revision !== 'string' || revision === '') throw new Error(`${path}: the bundle's .manifest has no revision`);
+  return { wasm, revision, sha256: createHash('sha256').update(wasm).digest('hex') };
+}
+
+/**
+ * The default bundle, rebuilt first when it is missing or older than policies/.
+ * A stale bundle is never used silently: without opa to rebuild it, this throws.
+ */
+export async function currentBundle(): Promise<Bundle> {
+  const want = sourceRevision();
+  if (existsSync(DEFAULT_BUNDLE)) {
+    const have = await readBundle(DEFAULT_BUNDLE);
+    if (have.revision === want) return have;
+  }
+  await buildBundle(DEFAULT_BUNDLE);
+  const built = await readBundle(DEFAULT_BUNDLE);
+  if (built.revision !== want) throw new Error(`rebuilt bundle has revision ${built.revision}, expected ${want}`);
+  return built;
+}

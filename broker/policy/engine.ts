@@ -1,0 +1,77 @@
+// The decision step: policy.wasm evaluated in process with opa-wasm. Every
+// failure (load, data, evaluation, an undefined or malformed result) is a deny
+// with a reason; nothing here can turn an error into an allow.
+import { loadPolicy } from '@open-policy-agent/opa-wasm';
+import type { Bundle } from './bundle.js';
+import { ENTRYPOINT } from './bundle.js';
+import type { PolicyData } from './data.js';
+
+export type Requester = { cluster: string; node: string } | { admin: string };
+
+export interface DecisionInput {
+  requester: Requester;
+  action: string;
+  target?: string;
+}
+
+export interface Decision {
+  allow: boolean;
+  reasons: string[];
+  /** Present on an allowed list/gethosts: the domains the requester may see. */
+  domains?: string[];
+}
+
+type Loaded = Awaited<ReturnType<typeof loadPolicy>>;
+
+const deny = (reason: string): Decision => ({ allow: false, reasons: [reason] });
+
+const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/** Checks the shape of what the wasm returned; anything unexpected is a deny. */
+export function toDecision(raw: unknown): Decision {
+  if (!Array.isArray(raw) || raw.length === 0) return deny('policy_error: undefined decision');
+  if (raw.length > 1) return deny('policy_error: more than one decision');
+  const result = (raw[0] as { result?: unknown } | undefined)?.result as Record<string, unknown> | undefined;
+  if (typeof result !== 'object' || result === null) return deny('policy_error: decision is not an object');
+  const { allow, reasons, domains } = result;
+  if (typeof allow !== 'boolean' || !isStringArray(reasons)) return deny('policy_error: decision lacks allow/reasons');
+  if (domains !== undefined && !isStringArray(domains)) return deny('policy_error: decision.domains is not a list of names');
+  if (allow !== true) return { allow: false, reasons: reasons.length ? reasons : ['policy_error: denied without a reason'] };
+  return domains === undefined ? { allow: true, reasons } : { allow: true, reasons, domains };
+}
+
+export class PolicyEngine {
+  private constructor(
+    private readonly policy: Loaded,
+    readonly revision: string,
+    readonly sha256: string,
+  ) {}
+
+  /** Loads a fresh instance (wasm memory never shrinks, so reload = new instance). */
+  static async load(bundle: Bundle, data: PolicyData): Promise<PolicyEngine> {
+    let policy: Loaded;
+    try {
+      policy = await loadPolicy(bundle.wasm);
+    } catch (err) {
+      throw new Error(`policy ${bundle.revision}: cannot load policy.wasm: ${String(err)}`);
+    }
+    if (!Object.prototype.hasOwnProperty.call(policy.entrypoints, ENTRYPOINT)) {
+      throw new Error(`policy ${bundle.revision}: no entrypoint ${ENTRYPOINT}`);
+    }
+    try {
+      // A JSON ArrayBuffer is parsed inside wasm: several times faster than an object for big data.
+      policy.setData(new TextEncoder().encode(JSON.stringify(data)).buffer as ArrayBuffer);
+    } catch (err) {
+      throw new Error(`policy ${bundle.revision}: cannot set data: ${String(err)}`);
+    }
+    return new PolicyEngine(policy, bundle.revision, bundle.sha256);
+  }
+
+  decide(input: DecisionInput): Decision {
+    try {
+      return toDecision(this.policy.evaluate(input, ENTRYPOINT));
+    } catch (err) {
+      return deny(`policy_error: evaluation failed: ${String(err)}`);
+    }
+  }
+}

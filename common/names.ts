@@ -1,0 +1,20 @@
+// The one name pattern of DESIGN.md §3: domains, clusters and nodes all pass it
+// before they reach the policy, a toolstack argv or the guest plugin. A leading
+// letter or digit means no name can be read as a command-line option.
+export const NAME_PATTERN_SOURCE = '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$';
+export const NAME_PATTERN = new RegExp(NAME_PATTERN_SOURCE);
+
+export function isValidName(value: unknown): value is string {
+  return typeof value === 'string' && NAME_PATTERN.test(value);
+}
+
+/** Why `value` is not a valid name, or undefined when it is. */
+export function nameProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string') return `expected a name (string), got ${value === null ? 'null' : typeof value}`;
+  if (value.length === 0) return 'empty name';
+  if (value.length > 64) return `name longer than 64 characters (${value.length})`;
+  if (!NAME_PATTERN.test(value)) {
+    return `${JSON.stringify(value)} does not match ${NAME_PATTERN_SOURCE}`;
+  }
+  return undefined;
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One-shot setup used by `npm test`, `npm start` and the benches: npm packages,
+# TypeScript build, the pinned OPA toolchain and the policy bundle. Each step is
+# skipped when its output is already current, so a second run is quick.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# npm packages: reinstall when package-lock.json changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund >&2
+fi
+
+opa=$(bash scripts/opa.sh)
+export OPA="$opa"
+
+echo "setup: tsc" >&2
+npx tsc -p tsconfig.json
+
+# The policy bundle is rebuilt only when the Rego sources changed (the revision
+# is a hash of them), see broker/policy/bundle.ts.
+node dist/broker/policy/build-cli.js >&2
