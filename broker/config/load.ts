@@ -141,6 +141,8 @@ const where = (path: Path): string => (path.length ? path.join('.') : 'top level
 function schemaProblem(e: ErrorObject, loc: Locator): Located | undefined {
   const path = pointerToPath(e.instancePath);
   const at = where(path);
+  // Errors inside propertyNames come twice; the propertyNames summary names the key.
+  if (e.propertyName !== undefined) return undefined;
   switch (e.keyword) {
     case 'if':
       return undefined; // the failing `then` branch reports the actual problem
@@ -193,11 +195,7 @@ export function parseConfig(text: string, display: string, abs: string = resolve
   const syntax = [...doc.errors, ...doc.warnings];
   if (syntax.length) {
     throw new ConfigError(
-      syntax.map((e) => {
-        const [start] = e.linePos ?? [{ line: 1, col: 1 }];
-        const first = e.message.split('\n')[0] ?? e.message;
-        return { file: display, line: start.line, col: start.col, message: `YAML: ${first}` };
-      }),
+      syntax.map((e) => loc.at(e.pos[0], `YAML: ${e.message.split('\n')[0] ?? e.message}`)),
     );
   }
 

@@ -1,0 +1,114 @@
+// clusters.yaml validation: the repo's example is valid, and each kind of
+// malformed file gives a located error (FILE:LINE:COL) and a non-zero exit from
+// the real `fencectl check`.
+import test from 'ava';
+import { parseConfig } from '../broker/config/load.js';
+import { ConfigError } from '../broker/config/errors.js';
+import { policyData } from '../broker/policy/data.js';
+import { fenceBroker, fencectl, newPublicKey, writeTemp } from './helpers.js';
+
+const k = Array.from({ length: 6 }, (_, i) => newPublicKey(`k${i}`));
+
+// Line numbers below refer to this text (line 1 = "broker:"; the default
+// toolstack takes lines 5-6).
+const base = (over: Partial<Record<string, string>> = {}): string =>
+  [
+    'broker:',
+    `  listen: ${over.listen ?? '127.0.0.1:2222'}`,
+    '  host_key: keys/host',
+    '  toolstack:',
+    over.toolstack ?? '    type: sim\n    state: sim.json',
+    '  audit_log: audit.jsonl',
+    'clusters:',
+    `  ${over.blueName ?? 'blue'}:`,
+    `    domains: [${over.blueDomains ?? 'blue-1, blue-2'}]`,
+    '    nodes:',
+    `      blue-1: { key: "${over.blue1Key ?? k[0]}" }`,
+    `      blue-2: { key: "${over.blue2Key ?? k[1]}"${over.blue2Extra ?? ''} }`,
+    over.blueMore ?? '    actions: [status, off]',
+    '  red:',
+    `    domains: [${over.redDomains ?? 'red-1'}]`,
+    '    nodes:',
+    `      red-a: { key: "${k[2]}", domain: ${over.redADomain ?? 'red-1'} }`,
+    'admins:',
+    `  ops: { key: "${over.opsKey ?? k[3]}" }`,
+    over.tail ?? '',
+  ].join('\n');
+
+test('the example config and a generated one are valid; paths resolve beside the file', async (t) => {
+  const repo = await fencectl(['check', '--config', 'clusters.yaml']);
+  t.is(repo.exitCode, 0, repo.stderr);
+  t.regex(repo.stdout, /ok: 2 clusters, 5 domains, 5 nodes, 1 admins; policy rego-[0-9a-f]{16}/);
+
+  const c = parseConfig(base(), '/etc/fence-broker/clusters.yaml');
+  t.is(c.broker.hostKey, '/etc/fence-broker/keys/host');
+  t.deepEqual(c.broker.toolstack, { type: 'sim', state: '/etc/fence-broker/sim.json' });
+  t.deepEqual(c.broker.listen, { host: '127.0.0.1', port: 2222 });
+  t.deepEqual(c.clusters.red?.actions, ['status', 'on', 'off', 'reset'], 'actions default to all');
+  t.is(c.clusters.red?.nodes['red-a']?.domain, 'red-1');
+  t.regex(c.clusters.blue?.nodes['blue-1']?.key.fingerprint ?? '', /^SHA256:[A-Za-z0-9+/]{43}$/);
+  // The policy index is keyed by domain and by node.
+  const data = policyData(c);
+  t.deepEqual(data.domains['red-1'], { cluster: 'red' });
+  t.deepEqual(data.clusters.blue?.actions, { status: true, off: true });
+  t.deepEqual(Object.keys(data.admins), ['ops']);
+});
+
+interface Bad {
+  kind: string;
+  text: string;
+  line: number;
+  col: number;
+  message: RegExp;
+}
+
+const bad: Bad[] = [
+  { kind: 'YAML syntax (unclosed flow sequence)', text: base({ blueDomains: 'blue-1, blue-2' }).replace('[blue-1, blue-2]', '[blue-1, blue-2'), line: 11, col: 5, message: /YAML: Flow sequence .* end with a \]/ },
+  { kind: 'duplicate key', text: base({ tail: 'clusters: {}' }), line: 21, col: 1, message: /YAML: Map keys must be unique/ },
+  { kind: 'unknown top-level key', text: base({ tail: 'tenants: {}' }), line: 21, col: 1, message: /unknown key "tenants" in top level/ },
+  { kind: 'unknown key in a node', text: base({ blue2Extra: ', role: dc' }), line: 13, col: 109, message: /unknown key "role" in clusters\.blue\.nodes\.blue-2/ },
+  { kind: 'missing required key', text: base().replace('  audit_log: audit.jsonl\n', ''), line: 2, col: 3, message: /broker is missing required key "audit_log"/ },
+  { kind: 'domain owned by two clusters', text: base({ redDomains: 'red-1, blue-2' }), line: 16, col: 22, message: /domain blue-2 is owned by cluster blue already/ },
+  { kind: 'key used twice', text: base({ opsKey: k[0] }), line: 20, col: 15, message: /key SHA256:\S+ is already used by node blue\/blue-1/ },
+  { kind: 'malformed key (bad blob)', text: base({ blue2Key: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBROKEN blue-2' }), line: 13, col: 22, message: /clusters\.blue\.nodes\.blue-2\.key: malformed public key/ },
+  { kind: 'not a key at all', text: base({ blue1Key: 'hunter2' }), line: 12, col: 22, message: /not an OpenSSH public key line/ },
+  { kind: 'domain name off the pattern', text: base({ blueDomains: 'blue-1, "blue;id"' }), line: 10, col: 23, message: /"blue;id" must match/ },
+  { kind: 'cluster name off the pattern', text: base({ blueName: '-blue' }), line: 9, col: 3, message: /name "-blue" in clusters must match/ },
+  { kind: 'unknown toolstack type', text: base({ toolstack: '    type: vmware' }), line: 5, col: 11, message: /toolstack\.type: must be one of sim, xl, virsh/ },
+  { kind: 'virsh without uri', text: base({ toolstack: '    type: virsh' }), line: 5, col: 5, message: /toolstack is missing required key "uri"/ },
+  { kind: 'sim with an xl option', text: base({ toolstack: '    type: sim\n    state: s.json\n    uri: qemu:///system' }), line: 7, col: 5, message: /unknown key "uri" in broker\.toolstack/ },
+  { kind: 'listen port out of range', text: base({ listen: '127.0.0.1:70000' }), line: 2, col: 11, message: /port 70000 is not in 1\.\.65535/ },
+  { kind: 'listen without port', text: base({ listen: 'localhost' }), line: 2, col: 11, message: /expected host:port/ },
+  { kind: "node's domain not owned by its cluster", text: base({ redADomain: 'red-9' }), line: 18, col: 116, message: /its domain red-9 is not among cluster red's domains/ },
+  { kind: 'unknown action', text: base({ blueMore: '    actions: [status, destroy]' }), line: 14, col: 23, message: /actions\.1: must be one of status, on, off, reset/ },
+  { kind: 'same domain twice in one cluster', text: base({ blueDomains: 'blue-1, blue-2, blue-1' }), line: 10, col: 31, message: /duplicate entry/ },
+  { kind: 'wrong type', text: base({ blueMore: '    allow_self_off: "yes"' }), line: 14, col: 21, message: /allow_self_off: must be boolean/ },
+];
+
+for (const b of bad) {
+  test(`malformed: ${b.kind} → located error, non-zero exit`, async (t) => {
+    const file = writeTemp('clusters.yaml', b.text);
+    const r = await fencectl(['check', '--config', file]);
+    t.is(r.exitCode, 1, r.stdout);
+    t.is(r.stdout, '', 'nothing reported as ok');
+    const first = r.stderr.split('\n').find((l) => b.message.test(l));
+    t.truthy(first, `expected ${b.message} in:\n${r.stderr}`);
+    t.is(first?.slice(0, file.length + 1 + `${b.line}:${b.col}:`.length), `${file}:${b.line}:${b.col}:`, r.stderr);
+  });
+}
+
+test('every problem in a file is reported, not only the first', (t) => {
+  const text = base({ opsKey: k[0], redDomains: 'red-1, blue-1' });
+  const e = t.throws(() => parseConfig(text, 'c.yaml'), { instanceOf: ConfigError });
+  t.is(e?.problems.length, 2);
+});
+
+test('the broker refuses to start on a bad config, and fencectl explain exits 2', async (t) => {
+  const file = writeTemp('clusters.yaml', base({ tail: 'tenants: {}' }));
+  const b = await fenceBroker(['--config', file]);
+  t.is(b.exitCode, 2);
+  t.regex(b.stderr, /refusing to start/);
+  const e = await fencectl(['explain', '--config', file, '--as', 'blue/blue-1', '--action', 'off', '--target', 'blue-2']);
+  t.is(e.exitCode, 2);
+  t.regex(e.stderr, /unknown key "tenants"/);
+});

@@ -1,0 +1,25 @@
+// Shared test helpers: temp folders, real CLI runs, fresh SSH keys.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import ssh2 from 'ssh2';
+import { projectPath } from '../common/paths.js';
+
+export const tempDir = (prefix = 'fb-test-'): string => mkdtempSync(join(tmpdir(), prefix));
+
+export function writeTemp(name: string, text: string): string {
+  const file = join(tempDir(), name);
+  writeFileSync(file, text);
+  return file;
+}
+
+export const newPublicKey = (comment = 'test'): string => ssh2.utils.generateKeyPairSync('ed25519', { comment }).public;
+
+export async function fencectl(args: string[]) {
+  return execa('node', [projectPath('dist', 'broker', 'fencectl.js'), ...args], { reject: false, cwd: projectPath() });
+}
+
+export async function fenceBroker(args: string[]) {
+  return execa('node', [projectPath('dist', 'broker', 'main.js'), ...args], { reject: false, cwd: projectPath() });
+}
