@@ -10,9 +10,15 @@ import { ConfigError, formatLocated } from './config/errors.js';
 import { loadConfig, type Config } from './config/load.js';
 import { checkRego, loadPolicy } from './policy/load.js';
 import type { Requester } from './policy/engine.js';
+import { domainRows, formatDomainTable } from './domains.js';
+import { toolstackFor } from './toolstack/index.js';
+
+/** Where a host keeps its tenancy when --config is not given. */
+const DEFAULT_CONFIG = '/etc/fence-broker/clusters.yaml';
 
 const USAGE = `usage:
   fencectl check   --config FILE
+  fencectl domains [--config FILE] [--cluster C] [--json]
   fencectl explain --config FILE (--as CLUSTER/NODE | --admin NAME) --action ACTION [--target DOMAIN] [--json]
 `;
 
@@ -99,7 +105,24 @@ async function explain(args: string[]): Promise<number> {
   return d.allow ? 0 : 1;
 }
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain };
+async function domains(args: string[]): Promise<number> {
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, json: { type: 'boolean' } });
+  const config = configFrom(v);
+  if (typeof v.cluster === 'string' && !config.clusters[v.cluster]) throw new UsageError(`--cluster: no cluster ${v.cluster} in ${config.file}`);
+  const engine = await loadPolicy(config);
+  const toolstack = toolstackFor(config);
+  const rows = domainRows(config, engine, await toolstack.list(), typeof v.cluster === 'string' ? v.cluster : undefined);
+  if (v.json) out(JSON.stringify(rows));
+  else {
+    out(formatDomainTable(rows));
+    const unowned = rows.filter((r) => r.flags.includes('unowned')).length;
+    const missing = rows.filter((r) => r.flags.includes('missing')).length;
+    out(`\n${rows.length} domains on ${toolstack.describe}; ${unowned} running and owned by no cluster; ${missing} owned but not on this host`);
+  }
+  return 0;
+}
+
+const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain, domains };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -124,7 +147,8 @@ async function main(argv: string[]): Promise<number> {
       return cmd === 'check' ? 1 : 2;
     }
     err(`fencectl ${cmd}: ${(e as Error).message}`);
-    return cmd === 'check' ? 1 : 2;
+    // explain's 1 means "denied"; any other failure there is a config/setup error.
+    return cmd === 'explain' ? 2 : 1;
   }
 }
 

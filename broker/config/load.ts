@@ -15,8 +15,17 @@ export type PowerAction = (typeof ALL_ACTIONS)[number];
 
 export type ToolstackConfig =
   | { type: 'sim'; state: string }
-  | { type: 'xl' }
-  | { type: 'virsh'; uri: string };
+  | { type: 'xl'; command?: string; config_dir?: string; domain_configs?: Record<string, string> }
+  | { type: 'virsh'; uri: string; command?: string };
+
+export interface Timeouts {
+  /** One toolstack call, ms; the child is killed after it. */
+  commandMs: number;
+  /** Waiting for a domain to be confirmed off or running, ms. */
+  verifyMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = { commandMs: 10_000, verifyMs: 30_000 };
 
 export interface NodeConfig {
   name: string;
@@ -47,6 +56,7 @@ export interface Config {
     auditLog: string;
     policyBundle: string | undefined;
     toolstack: ToolstackConfig;
+    timeouts: Timeouts;
   };
   clusters: Record<string, ClusterConfig>;
   admins: Record<string, AdminConfig>;
@@ -60,6 +70,7 @@ interface RawConfig {
     audit_log: string;
     policy_bundle?: string;
     toolstack: ToolstackConfig;
+    timeouts?: { command?: number; verify?: number };
   };
   clusters: Record<
     string,
@@ -248,6 +259,9 @@ function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
   const clusters: Record<string, ClusterConfig> = {};
   for (const [cname, c] of Object.entries(raw.clusters)) {
     c.domains.forEach((d, i) => {
+      if (/^[0-9]+$/.test(d)) {
+        problems.push(loc.value(['clusters', cname, 'domains', i], `domain ${d}: a bare number is a domain id to xl and virsh, not a name`));
+      }
       const first = owner.get(d);
       if (first !== undefined) {
         problems.push(loc.value(['clusters', cname, 'domains', i], `domain ${d} is owned by cluster ${first} already; a domain has one owner`));
@@ -301,6 +315,10 @@ function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
       auditLog: resolve(base, raw.broker.audit_log),
       policyBundle: raw.broker.policy_bundle === undefined ? undefined : resolve(base, raw.broker.policy_bundle),
       toolstack,
+      timeouts: {
+        commandMs: (raw.broker.timeouts?.command ?? DEFAULT_TIMEOUTS.commandMs / 1000) * 1000,
+        verifyMs: (raw.broker.timeouts?.verify ?? DEFAULT_TIMEOUTS.verifyMs / 1000) * 1000,
+      },
     },
     clusters,
     admins,

@@ -1,0 +1,90 @@
+// libvirt through virsh (any URI: qemu:///system, xen:///system). virsh's error
+// texts and exit codes are not parsed for meaning: existence is decided from
+// `list --all --name`, state from `domstate --reason`.
+import { checkDomainName, firstLine, run, ToolstackError, type DomainState, type Observed, type Toolstack } from './toolstack.js';
+
+/** `domstate` words → observed state. Paused, suspended, crashed, in shutdown: not off. */
+export function virshObserved(raw: string): Observed {
+  const s = raw.trim().replace(/\s*\(.*\)$/, '');
+  switch (s) {
+    case 'shut off':
+      return 'stopped';
+    case 'running':
+    case 'idle':
+    case 'blocked':
+    case 'paused':
+    case 'in shutdown':
+    case 'pmsuspended':
+    case 'crashed':
+      return 'running';
+    default:
+      return 'unknown';
+  }
+}
+
+/** `virsh list --all` table → states (names cannot contain spaces here; others are skipped). */
+export function parseVirshList(out: string): DomainState[] {
+  const rows: DomainState[] = [];
+  for (const line of out.split('\n').slice(2)) {
+    const m = /^\s*(\S+)\s+(\S+)\s+(\S.*?)\s*$/.exec(line);
+    if (!m) continue;
+    const [, , name, raw] = m as unknown as [string, string, string, string];
+    rows.push({ name, observed: virshObserved(raw), raw });
+  }
+  return rows;
+}
+
+export class VirshToolstack implements Toolstack {
+  readonly describe: string;
+
+  constructor(
+    private readonly uri: string,
+    private readonly timeoutMs: number,
+    private readonly command = 'virsh',
+  ) {
+    this.describe = `virsh ${uri}`;
+  }
+
+  private argv(...args: string[]): string[] {
+    return [this.command, '--quiet', '-c', this.uri, ...args];
+  }
+
+  async list(): Promise<DomainState[]> {
+    const argv = [this.command, '-c', this.uri, 'list', '--all'];
+    const r = await run(argv, this.timeoutMs);
+    if (r.exitCode !== 0) throw new ToolstackError(argv, `exit ${r.exitCode}: ${firstLine(r.stderr)}`);
+    return parseVirshList(r.stdout);
+  }
+
+  /** Whether the host has the domain, from the name list alone. */
+  private async exists(name: string): Promise<boolean | undefined> {
+    const r = await run(this.argv('list', '--all', '--name'), this.timeoutMs);
+    if (r.exitCode !== 0) return undefined;
+    return r.stdout.split('\n').some((l) => l.trim() === name);
+  }
+
+  async state(name: string): Promise<DomainState> {
+    checkDomainName(name);
+    const r = await run(this.argv('domstate', '--reason', name), this.timeoutMs);
+    const raw = r.stdout.trim();
+    if (r.exitCode === 0 && raw) return { name, observed: virshObserved(raw), raw };
+    // domstate failed: not found, or something else? Ask the list, not the error text.
+    const exists = await this.exists(name);
+    if (exists === false) return { name, observed: 'missing', raw: 'not defined on this host' };
+    return { name, observed: 'unknown', raw: `domstate exit ${r.exitCode}: ${firstLine(r.stderr) || raw}` };
+  }
+
+  async destroy(name: string): Promise<void> {
+    await this.act('destroy', name);
+  }
+
+  async start(name: string): Promise<void> {
+    await this.act('start', name);
+  }
+
+  private async act(verb: 'destroy' | 'start', name: string): Promise<void> {
+    const argv = this.argv(verb, checkDomainName(name));
+    const r = await run(argv, this.timeoutMs);
+    if (r.exitCode !== 0) throw new ToolstackError(argv, `exit ${r.exitCode}: ${firstLine(r.stderr)}`);
+  }
+}

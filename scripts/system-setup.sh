@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs and starts the real components the tests drive (DESIGN.md §8):
+# libvirt + QEMU (started by hand: these machines have no systemd or dbus),
+# cluster-glue, pacemaker's CLI, fence-agents, fence-virt, OpenSSH, xmllint.
+# Idempotent; needs root. Prints what it did to stderr.
+set -euo pipefail
+if [ "$(id -u)" != 0 ]; then echo "system-setup: not root; skipping (tests needing these parts will say so)" >&2; exit 0; fi
+
+PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
+      cluster-glue pacemaker pacemaker-cli-utils fence-agents fence-virt fence-virtd
+      libxml2-utils openssh-client openssh-server)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "system-setup: apt-get install ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# libvirt as root without systemd: users/groups the packages expect, a qemu.conf
+# without a security driver or cgroups, then the daemons by hand.
+getent group kvm >/dev/null || groupadd -r kvm
+getent group libvirt >/dev/null || groupadd -r libvirt
+getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -s /usr/sbin/nologin libvirt-qemu
+conf=/etc/libvirt/qemu.conf
+marker='# fence-broker test host settings'
+if ! grep -qF "$marker" "$conf"; then
+  cat >>"$conf" <<CONF
+$marker
+user = "root"
+group = "root"
+security_driver = "none"
+cgroup_controllers = [ ]
+CONF
+fi
+mkdir -p /var/log/libvirt /run/libvirt
+pgrep -x virtlogd >/dev/null || virtlogd -d
+if ! pgrep -x libvirtd >/dev/null; then
+  libvirtd -d
+fi
+for _ in $(seq 1 50); do
+  virsh -c qemu:///system version >/dev/null 2>&1 && break
+  sleep 0.2
+done
+virsh -c qemu:///system version >/dev/null 2>&1 || { echo "system-setup: libvirtd did not come up" >&2; exit 1; }
+echo "system-setup: libvirt + QEMU ready (qemu:///system)" >&2
