@@ -42,7 +42,7 @@ export function domainRows(config: Config, engine: PolicyEngine, host: DomainSta
   }
   return rows
     .filter((r) => onlyCluster === undefined || r.cluster === onlyCluster)
-    .sort((a, b) => (a.cluster ?? '~').localeCompare(b.cluster ?? '~') || a.domain.localeCompare(b.domain));
+    .sort((a, b) => Number(a.cluster === null) - Number(b.cluster === null) || (a.cluster ?? '').localeCompare(b.cluster ?? '') || a.domain.localeCompare(b.domain));
 }
 
 export function formatDomainTable(rows: DomainRow[]): string {

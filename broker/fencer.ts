@@ -2,7 +2,7 @@
 // top of any Toolstack. Success is never taken from an exit status: after each
 // action the state is re-read until it is confirmed or a bounded time passes.
 // Requests for one domain run one at a time; different domains run in parallel.
-import type { DomainState, Toolstack } from './toolstack/toolstack.js';
+import { checkDomainName, type DomainState, type Toolstack } from './toolstack/toolstack.js';
 
 export type FenceAction = 'status' | 'on' | 'off' | 'reset';
 export type PowerState = 'on' | 'off' | 'unknown';
@@ -75,6 +75,11 @@ export class Fencer {
   async do(action: FenceAction, target: string): Promise<FenceResult> {
     const t0 = performance.now();
     const steps: string[] = [];
+    try {
+      checkDomainName(target);
+    } catch (err) {
+      return { ok: false, action, target, state: 'unknown', message: errorText(err), steps, durationMs: 0 };
+    }
     const result = await this.lock.run(target, async () => {
       switch (action) {
         case 'status':
@@ -116,7 +121,8 @@ export class Fencer {
    */
   private async off(target: string, steps: string[]): Promise<Outcome> {
     const before = await this.read(target, steps);
-    if (before.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found` };
+    // Not here is not proof of off: the domain may run on another host (migration).
+    if (before.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found (${before.raw})` };
     if (before.observed === 'stopped') return { ok: true, state: 'off', message: `${target} was already off (${before.raw})` };
     let destroyed = false;
     try {
@@ -142,7 +148,7 @@ export class Fencer {
 
   private async on(target: string, steps: string[]): Promise<Outcome> {
     const before = await this.read(target, steps);
-    if (before.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found` };
+    if (before.observed === 'missing' && !before.startable) return { ok: false, state: 'unknown', message: `${target}: not found` };
     if (before.observed === 'running') return { ok: true, state: 'on', message: `${target} was already on (${before.raw})` };
     return this.startVerified(target, steps);
   }

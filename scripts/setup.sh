@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-shot setup used by `npm test`, `npm start` and the benches: npm packages,
-# TypeScript build, the pinned OPA toolchain and the policy bundle. Each step is
+# system packages and libvirt (as root), TypeScript build, the pinned OPA
+# toolchain and the policy bundle. Each step is
 # skipped when its output is already current, so a second run is quick.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +12,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   echo "setup: npm ci" >&2
   npm ci --no-audit --no-fund >&2
 fi
+
+# Debian packages and services for the real-component tests (root only; CI is root).
+bash scripts/system-setup.sh
 
 opa=$(bash scripts/opa.sh)
 export OPA="$opa"

@@ -12,6 +12,11 @@ export interface DomainState {
   observed: Observed;
   /** The toolstack's own words ("shut off (destroyed)", "-b----"), for messages and audit. */
   raw: string;
+  /**
+   * Missing, yet `start` can bring it up (xl keeps no record of stopped domains,
+   * only their config files). It is still not proof of off: it may run elsewhere.
+   */
+  startable?: boolean;
 }
 
 export interface Toolstack {

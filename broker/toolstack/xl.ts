@@ -2,6 +2,7 @@
 // table (its flags column); `xl list -l` JSON supplies exact names by domid when
 // xl.conf gives JSON rather than SXP. An "invalid domain identifier" exits 1 on
 // current Xen and 2 on older ones, so a failed lookup is settled by the list.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkDomainName, firstLine, run, ToolstackError, type DomainState, type Observed, type Toolstack } from './toolstack.js';
 
@@ -98,6 +99,8 @@ export class XlToolstack implements Toolstack {
     if (same) return same;
     const moving = all.find((d) => MIGRATION_SUFFIXES.some((s) => d.name === name + s));
     if (moving) return { name, observed: 'unknown', raw: `migrating (${moving.name} ${moving.raw})` };
+    const cfg = this.configPath(name);
+    if (existsSync(cfg)) return { name, observed: 'missing', raw: `not running on this host (config ${cfg})`, startable: true };
     return { name, observed: 'missing', raw: 'not on this host' };
   }
 
