@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "system-setup: apt-get install ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  apt-get install -y -qq "${missing[@]}" >&2
 fi
 
 # libvirt as root without systemd: users/groups the packages expect, a qemu.conf
@@ -38,13 +38,16 @@ cgroup_controllers = [ ]
 CONF
 fi
 mkdir -p /var/log/libvirt /run/libvirt
-pgrep -x virtlogd >/dev/null || virtlogd -d
-if ! pgrep -x libvirtd >/dev/null; then
+up() { virsh -c qemu:///system version >/dev/null 2>&1; }
+if ! up; then
+  pgrep -x virtlogd >/dev/null || virtlogd -d
+  # A libvirtd that is still exiting, or a stale one without its socket, goes first.
+  pkill -x libvirtd 2>/dev/null && sleep 1
   libvirtd -d
 fi
 for _ in $(seq 1 50); do
-  virsh -c qemu:///system version >/dev/null 2>&1 && break
+  up && break
   sleep 0.2
 done
-virsh -c qemu:///system version >/dev/null 2>&1 || { echo "system-setup: libvirtd did not come up" >&2; exit 1; }
+up || { echo "system-setup: libvirtd did not come up (see /var/log/libvirt)" >&2; exit 1; }
 echo "system-setup: libvirt + QEMU ready (qemu:///system)" >&2
