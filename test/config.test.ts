@@ -44,6 +44,9 @@ test('the example config and a generated one are valid; paths resolve beside the
   t.is(c.broker.hostKey, '/etc/fence-broker/keys/host');
   t.deepEqual(c.broker.toolstack, { type: 'sim', state: '/etc/fence-broker/sim.json' });
   t.deepEqual(c.broker.listen, { host: '127.0.0.1', port: 2222 });
+  t.deepEqual(c.broker.timeouts, { commandMs: 10_000, verifyMs: 30_000 }, 'default bounds');
+  const timed = parseConfig(base({ listen: '127.0.0.1:2222\n  timeouts: { command: 2.5, verify: 60 }' }), 'c.yaml');
+  t.deepEqual(timed.broker.timeouts, { commandMs: 2_500, verifyMs: 60_000 });
   t.deepEqual(c.clusters.red?.actions, ['status', 'on', 'off', 'reset'], 'actions default to all');
   t.is(c.clusters.red?.nodes['red-a']?.domain, 'red-1');
   t.regex(c.clusters.blue?.nodes['blue-1']?.key.fingerprint ?? '', /^SHA256:[A-Za-z0-9+/]{43}$/);
@@ -82,6 +85,8 @@ const bad: Bad[] = [
   { kind: "node's domain not owned by its cluster", text: base({ redADomain: 'red-9' }), line: 18, col: 116, message: /its domain red-9 is not among cluster red's domains/ },
   { kind: 'unknown action', text: base({ blueMore: '    actions: [status, destroy]' }), line: 14, col: 23, message: /actions\.1: must be one of status, on, off, reset/ },
   { kind: 'same domain twice in one cluster', text: base({ blueDomains: 'blue-1, blue-2, blue-1' }), line: 10, col: 31, message: /duplicate entry/ },
+  { kind: 'domain named by a bare number', text: base({ redDomains: 'red-1, "42"' }), line: 16, col: 22, message: /domain 42: a bare number is a domain id/ },
+  { kind: 'xl config path not absolute', text: base({ toolstack: '    type: xl\n    domain_configs: { blue-1: blue-1.cfg }' }), line: 6, col: 31, message: /domain_configs\.blue-1: "blue-1\.cfg" must match \^\// },
   { kind: 'wrong type', text: base({ blueMore: '    allow_self_off: "yes"' }), line: 14, col: 21, message: /allow_self_off: must be boolean/ },
 ];
 
