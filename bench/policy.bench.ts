@@ -20,7 +20,7 @@ const PER_CLUSTER = 5;
 /** N domains in clusters of five, two member nodes each. */
 function tenancy(n: number): Pick<Config, 'clusters' | 'admins'> {
   const clusters: Record<string, ClusterConfig> = {};
-  const key = { type: 'ssh-ed25519', blob: '', fingerprint: '' };
+  const key = { type: 'ssh-ed25519', text: '', blob: '', fingerprint: '' };
   for (let c = 0; c * PER_CLUSTER < n; c++) {
     const name = `t${c}`;
     const domains = Array.from({ length: Math.min(PER_CLUSTER, n - c * PER_CLUSTER) }, (_, i) => `${name}-vm${i}`);

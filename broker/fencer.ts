@@ -19,6 +19,8 @@ export interface FenceResult {
   durationMs: number;
   /** reset only: whether the start after the verified off succeeded. */
   started?: boolean;
+  /** The host does not have the domain (which, for off, is not proof of off). */
+  notFound?: boolean;
 }
 
 export interface FencerOptions {
@@ -109,7 +111,7 @@ export class Fencer {
 
   private async status(target: string, steps: string[]): Promise<Outcome> {
     const s = await this.read(target, steps);
-    if (s.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found` };
+    if (s.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found`, notFound: true };
     if (s.observed === 'unknown') return { ok: false, state: 'unknown', message: `${target}: state unknown (${s.raw})` };
     return { ok: true, state: powerOf(s), message: `${target} is ${powerOf(s)} (${s.raw})` };
   }
@@ -122,7 +124,7 @@ export class Fencer {
   private async off(target: string, steps: string[]): Promise<Outcome> {
     const before = await this.read(target, steps);
     // Not here is not proof of off: the domain may run on another host (migration).
-    if (before.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found (${before.raw})` };
+    if (before.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found (${before.raw})`, notFound: true };
     if (before.observed === 'stopped') return { ok: true, state: 'off', message: `${target} was already off (${before.raw})` };
     let destroyed = false;
     try {
@@ -148,7 +150,7 @@ export class Fencer {
 
   private async on(target: string, steps: string[]): Promise<Outcome> {
     const before = await this.read(target, steps);
-    if (before.observed === 'missing' && !before.startable) return { ok: false, state: 'unknown', message: `${target}: not found` };
+    if (before.observed === 'missing' && !before.startable) return { ok: false, state: 'unknown', message: `${target}: not found`, notFound: true };
     if (before.observed === 'running') return { ok: true, state: 'on', message: `${target} was already on (${before.raw})` };
     return this.startVerified(target, steps);
   }
@@ -190,4 +192,4 @@ export class Fencer {
   }
 }
 
-type Outcome = Pick<FenceResult, 'ok' | 'state' | 'message'> & { started?: boolean };
+type Outcome = Pick<FenceResult, 'ok' | 'state' | 'message' | 'started' | 'notFound'>;

@@ -1,10 +1,27 @@
 #!/usr/bin/env node
 // fence-broker --config FILE: the host daemon. It refuses to start unless the
-// config and the policy are valid (DESIGN.md §3.2).
+// config and the policy are valid (DESIGN.md §3.2). SIGHUP reloads clusters.yaml
+// and the policy (a bad reload keeps the running ones); SIGTERM/SIGINT stop it.
 import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { fileAudit } from './audit.js';
+import { Broker, FenceRace } from './broker.js';
 import { ConfigError } from './config/errors.js';
-import { loadConfig } from './config/load.js';
+import { loadConfig, type Config } from './config/load.js';
+import { Fencer } from './fencer.js';
+import { loadOrCreateHostKey, startFrontDoor } from './frontdoor.js';
+import { IdentityIndex } from './identity/index.js';
+import type { PolicyEngine } from './policy/engine.js';
 import { loadPolicy } from './policy/load.js';
+import { toolstackFor } from './toolstack/index.js';
+
+const log = pino({ base: { svc: 'fence-broker' } }, pino.destination(2));
+
+async function load(file: string): Promise<{ config: Config; engine: PolicyEngine; identities: IdentityIndex }> {
+  const config = loadConfig(file);
+  const engine = await loadPolicy(config);
+  return { config, engine, identities: new IdentityIndex(config) };
+}
 
 async function main(): Promise<number> {
   let configPath: string | undefined;
@@ -18,18 +35,58 @@ async function main(): Promise<number> {
     process.stderr.write('usage: fence-broker --config FILE\n');
     return 2;
   }
+  let state: Awaited<ReturnType<typeof load>>;
+  let hostKey: ReturnType<typeof loadOrCreateHostKey>;
   try {
-    const config = loadConfig(configPath);
-    const engine = await loadPolicy(config);
-    process.stderr.write(
-      `fence-broker: config ${config.file} and policy ${engine.revision} (wasm sha256 ${engine.sha256}) are valid.\n` +
-        'fence-broker: the SSH front door is not built yet (issue #4), so there is nothing to serve; exiting.\n',
-    );
-    return 1;
+    state = await load(configPath);
+    hostKey = loadOrCreateHostKey(state.config.broker.hostKey);
   } catch (e) {
     process.stderr.write(e instanceof ConfigError ? `${e.message}\nfence-broker: refusing to start: invalid config\n` : `fence-broker: refusing to start: ${(e as Error).message}\n`);
     return 2;
   }
+  const { config } = state;
+  const toolstack = toolstackFor(config);
+  const audit = fileAudit(config.broker.auditLog);
+  const broker = new Broker({
+    policy: () => state.engine,
+    fencer: new Fencer(toolstack, { verifyMs: config.broker.timeouts.verifyMs, pollMs: 100 }),
+    audit,
+    race: new FenceRace(config.broker.timeouts.fenceRaceMs),
+  });
+  const door = await startFrontDoor({
+    host: config.broker.listen.host,
+    port: config.broker.listen.port,
+    hostKey: hostKey.key,
+    identities: () => state.identities,
+    limits: config.broker.limits,
+    handle: (who, peer, command) => broker.handle(who, peer, command),
+    log,
+  });
+  log.info(
+    { listen: `${config.broker.listen.host}:${door.port}`, host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog },
+    'fence-broker ready',
+  );
+
+  process.on('SIGHUP', () => {
+    load(configPath)
+      .then((next) => {
+        if (JSON.stringify(next.config.broker) !== JSON.stringify(config.broker)) {
+          log.warn('broker settings changed; they take effect on restart (clusters, keys and policy are reloaded now)');
+        }
+        state = next;
+        log.info({ policy: next.engine.revision }, 'reloaded');
+      })
+      .catch((e: unknown) => log.error({ err: e instanceof Error ? e.message : String(e) }, 'reload failed; keeping the running config and policy'));
+  });
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  await door.close();
+  audit.flush();
+  log.info('stopped');
+  return 0;
 }
 
 process.exitCode = await main();

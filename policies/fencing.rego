@@ -3,7 +3,8 @@
 # Input (built by the broker; identity comes from the SSH key, never the request):
 #   {"requester": {"cluster": "blue", "node": "blue-1"}   a member node, or
 #                 {"admin": "ops"},                       an admin key,
-#    "action": "off", "target": "blue-2"}                 target absent for list/gethosts
+#    "action": "off", "target": "blue-2",                 target absent for list/gethosts
+#    "requester_fenced": false}                           the broker's fence-race state, see rule 10
 # Data (derived from clusters.yaml by the broker, keyed so that every lookup is O(1)):
 #   clusters.<c>.nodes.<n>.domain, clusters.<c>.actions.<a> = true,
 #   clusters.<c>.allow_self_off, clusters.<c>.domains (sorted list),
@@ -116,6 +117,13 @@ reasons contains sprintf("admin_read_only: admin %s may not %s", [req_admin, act
 	as_admin
 	known_actions[action]
 	not read_actions[action]
+}
+
+# --- Rule 10: a node whose own domain is being or was just fenced has lost ---
+# (the two-node fence race: exactly one side survives)
+reasons contains sprintf("fence_race_lost: node %s's own domain is being or was just fenced", [req_node]) if {
+	not as_admin
+	input.requester_fenced == true
 }
 
 # --- Allow: a positive match and no reason against -------------------------

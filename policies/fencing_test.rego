@@ -161,6 +161,15 @@ test_rule9_admin_read_only if {
 	denied_with(decide({"admin": "ops"}, "off", "blue-2"), "admin_read_only")
 }
 
+# --- Rule 10 ----------------------------------------------------------------
+test_rule10_fence_race_lost if {
+	d := fencing.decision with data.clusters as fixture.clusters
+		with data.domains as fixture.domains
+		with input as {"requester": blue1, "action": "off", "target": "blue-2", "requester_fenced": true}
+	denied_with(d, "fence_race_lost")
+	decide(blue1, "off", "blue-2").allow == true
+}
+
 # --- Default deny -------------------------------------------------------------
 test_default_deny_without_data if {
 	d := fencing.decision with data.clusters as {}

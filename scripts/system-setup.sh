@@ -39,8 +39,13 @@ CONF
 fi
 mkdir -p /var/log/libvirt /run/libvirt
 up() { virsh -c qemu:///system version >/dev/null 2>&1; }
+# QEMU domains cannot start without virtlogd's socket, whatever libvirtd says.
+if [ ! -S /run/libvirt/virtlogd-sock ] || ! pgrep -x virtlogd >/dev/null; then
+  pkill -x virtlogd 2>/dev/null && sleep 0.5
+  rm -f /run/libvirt/virtlogd-sock /run/virtlogd.pid
+  virtlogd -d
+fi
 if ! up; then
-  pgrep -x virtlogd >/dev/null || virtlogd -d
   # A libvirtd that is still exiting, or a stale one without its socket, goes first.
   pkill -x libvirtd 2>/dev/null && sleep 1
   libvirtd -d

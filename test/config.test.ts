@@ -44,9 +44,9 @@ test('the example config and a generated one are valid; paths resolve beside the
   t.is(c.broker.hostKey, '/etc/fence-broker/keys/host');
   t.deepEqual(c.broker.toolstack, { type: 'sim', state: '/etc/fence-broker/sim.json' });
   t.deepEqual(c.broker.listen, { host: '127.0.0.1', port: 2222 });
-  t.deepEqual(c.broker.timeouts, { commandMs: 10_000, verifyMs: 30_000 }, 'default bounds');
+  t.deepEqual(c.broker.timeouts, { commandMs: 10_000, verifyMs: 30_000, fenceRaceMs: 60_000 }, 'default bounds');
   const timed = parseConfig(base({ listen: '127.0.0.1:2222\n  timeouts: { command: 2.5, verify: 60 }' }), 'c.yaml');
-  t.deepEqual(timed.broker.timeouts, { commandMs: 2_500, verifyMs: 60_000 });
+  t.deepEqual(timed.broker.timeouts, { commandMs: 2_500, verifyMs: 60_000, fenceRaceMs: 60_000 });
   t.deepEqual(c.clusters.red?.actions, ['status', 'on', 'off', 'reset'], 'actions default to all');
   t.is(c.clusters.red?.nodes['red-a']?.domain, 'red-1');
   t.regex(c.clusters.blue?.nodes['blue-1']?.key.fingerprint ?? '', /^SHA256:[A-Za-z0-9+/]{43}$/);

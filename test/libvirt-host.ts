@@ -30,9 +30,24 @@ const xml = (name: string): string => `<domain type='qemu'>
 
 export const virsh = (...args: string[]) => execa('virsh', ['-c', URI, ...args], { reject: false, env: { LC_ALL: 'C' } });
 
-/** Defines (and by default starts) a domain; returns its name. */
-export async function createDomain(tag: string, start = true): Promise<string> {
+/** Removes test domains left behind by test processes that no longer run. */
+export async function sweepStale(): Promise<void> {
+  const names = (await virsh('list', '--all', '--name')).stdout.split('\n').map((l) => l.trim());
+  for (const name of names) {
+    const pid = /^fbt-(\d+)-/.exec(name)?.[1];
+    if (!pid) continue;
+    try {
+      process.kill(Number(pid), 0);
+    } catch {
+      await removeDomain(name);
+    }
+  }
+}
+
+/** Defines (and by default starts) a domain; `track` learns its name before it starts. */
+export async function createDomain(tag: string, start = true, track: (name: string) => void = () => undefined): Promise<string> {
   const name = domainName(tag);
+  track(name);
   const file = join(tempDir('fb-dom-'), `${name}.xml`);
   writeFileSync(file, xml(name));
   const r = await virsh('define', file);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Fencer } from '../broker/fencer.js';
 import { VirshToolstack } from '../broker/toolstack/virsh.js';
 import { fencectl, newPublicKey, tempDir } from './helpers.js';
-import { createDomain, domid, domstate, libvirtMissing, removeDomain, URI } from './libvirt-host.js';
+import { createDomain, domid, domstate, libvirtMissing, removeDomain, sweepStale, URI } from './libvirt-host.js';
 import { maxInFlight, recording } from './recording.js';
 
 const missing = await libvirtMissing();
@@ -15,11 +15,8 @@ if (missing) console.error(`libvirt tests skipped here: ${missing}`);
 const test = (missing ? anyTest.skip : anyTest) as TestFn;
 
 const created: string[] = [];
-const domain = async (tag: string, start = true) => {
-  const name = await createDomain(tag, start);
-  created.push(name);
-  return name;
-};
+const domain = (tag: string, start = true) => createDomain(tag, start, (name) => created.push(name));
+if (!missing) await sweepStale();
 anyTest.after.always(async () => {
   await Promise.all(created.map(removeDomain));
 });

@@ -20,7 +20,7 @@ const DOMAINS = Array.from({ length: 12 }, (_, i) => `d${i}`);
 const NODES = ['n0', 'n1', 'n2', 'n3'];
 const ACTIONS = ['status', 'on', 'off', 'reset'] as const;
 const VERBS = ['gethosts', 'list', ...ACTIONS, 'destroy'];
-const dummyKey = { type: 'ssh-ed25519', blob: '', fingerprint: '' };
+const dummyKey = { type: 'ssh-ed25519', text: '', blob: '', fingerprint: '' };
 
 /** A valid tenancy: every domain has at most one owner; nodes' domains are owned by their cluster. */
 const tenancyArb: fc.Arbitrary<Tenancy> = fc

@@ -23,9 +23,19 @@ export interface Timeouts {
   commandMs: number;
   /** Waiting for a domain to be confirmed off or running, ms. */
   verifyMs: number;
+  /** How long a fenced node's own requests are refused, ms. */
+  fenceRaceMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: Timeouts = { commandMs: 10_000, verifyMs: 30_000 };
+export const DEFAULT_TIMEOUTS: Timeouts = { commandMs: 10_000, verifyMs: 30_000, fenceRaceMs: 60_000 };
+
+export interface Limits {
+  maxConnections: number;
+  maxAuthAttempts: number;
+  idleTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: Limits = { maxConnections: 256, maxAuthAttempts: 6, idleTimeoutMs: 30_000 };
 
 export interface NodeConfig {
   name: string;
@@ -57,6 +67,7 @@ export interface Config {
     policyBundle: string | undefined;
     toolstack: ToolstackConfig;
     timeouts: Timeouts;
+    limits: Limits;
   };
   clusters: Record<string, ClusterConfig>;
   admins: Record<string, AdminConfig>;
@@ -70,7 +81,8 @@ interface RawConfig {
     audit_log: string;
     policy_bundle?: string;
     toolstack: ToolstackConfig;
-    timeouts?: { command?: number; verify?: number };
+    timeouts?: { command?: number; verify?: number; fence_race?: number };
+    limits?: { max_connections?: number; max_auth_attempts?: number; idle_timeout?: number };
   };
   clusters: Record<
     string,
@@ -318,6 +330,12 @@ function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
       timeouts: {
         commandMs: (raw.broker.timeouts?.command ?? DEFAULT_TIMEOUTS.commandMs / 1000) * 1000,
         verifyMs: (raw.broker.timeouts?.verify ?? DEFAULT_TIMEOUTS.verifyMs / 1000) * 1000,
+        fenceRaceMs: (raw.broker.timeouts?.fence_race ?? DEFAULT_TIMEOUTS.fenceRaceMs / 1000) * 1000,
+      },
+      limits: {
+        maxConnections: raw.broker.limits?.max_connections ?? DEFAULT_LIMITS.maxConnections,
+        maxAuthAttempts: raw.broker.limits?.max_auth_attempts ?? DEFAULT_LIMITS.maxAuthAttempts,
+        idleTimeoutMs: (raw.broker.limits?.idle_timeout ?? DEFAULT_LIMITS.idleTimeoutMs / 1000) * 1000,
       },
     },
     clusters,

@@ -4,6 +4,8 @@ import ssh2 from 'ssh2';
 
 export interface PublicKey {
   type: string;
+  /** "TYPE BLOB", re-parseable by ssh2 for signature checks. */
+  text: string;
   /** The SSH wire-format blob, base64: what identifies the key (the comment does not). */
   blob: string;
   /** OpenSSH-style fingerprint, "SHA256:..." without padding, as `ssh-keygen -l` prints. */
@@ -22,5 +24,6 @@ export function parsePublicKey(line: string): PublicKey | string {
   if (!key) return 'no key found';
   if (key.isPrivateKey()) return 'a private key; give the public key line';
   const blob = key.getPublicSSH();
-  return { type: key.type, blob: blob.toString('base64'), fingerprint: fingerprintOf(blob) };
+  const b64 = blob.toString('base64');
+  return { type: key.type, text: `${key.type} ${b64}`, blob: b64, fingerprint: fingerprintOf(blob) };
 }

@@ -2,7 +2,7 @@
 // revision that is a hash of the Rego sources, so the audit log's revision names
 // exactly the text a reviewer read. The broker loads policy.wasm from it.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import * as tar from 'tar';
@@ -42,12 +42,18 @@ export async function buildBundle(out: string = DEFAULT_BUNDLE, dir: string = PO
   const opa = await findOpa();
   const revision = sourceRevision(dir);
   mkdirSync(dirname(out), { recursive: true });
+  // Built aside and renamed into place: a concurrent reader never sees half a bundle.
+  const tmp = `${out}.${process.pid}.tmp`;
   const r = await execa(
     opa,
-    ['build', '-t', 'wasm', '-e', ENTRYPOINT, '-r', revision, '--ignore', '*_test.rego', '-o', out, dir],
+    ['build', '-t', 'wasm', '-e', ENTRYPOINT, '-r', revision, '--ignore', '*_test.rego', '-o', tmp, dir],
     { reject: false, env: { LC_ALL: 'C' }, timeout: 120_000 },
   );
-  if (r.exitCode !== 0) throw new Error(`opa build failed (exit ${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.exitCode !== 0) {
+    rmSync(tmp, { force: true });
+    throw new Error(`opa build failed (exit ${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}`);
+  }
+  renameSync(tmp, out);
   return revision;
 }
 

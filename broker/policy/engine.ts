@@ -12,6 +12,8 @@ export interface DecisionInput {
   requester: Requester;
   action: string;
   target?: string;
+  /** Fence race: the requester's own domain is being, or was just, fenced. */
+  requester_fenced?: boolean;
 }
 
 export interface Decision {
