@@ -21,6 +21,7 @@ export OPA="$opa"
 
 echo "setup: tsc" >&2
 npx tsc -p tsconfig.json
+node scripts/build-plugin.mjs
 
 # The policy bundle is rebuilt only when the Rego sources changed (the revision
 # is a hash of them), see broker/policy/bundle.ts.

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { projectPath } from '../common/paths.js';
 import { tempDir } from './helpers.js';
+import { fingerprintOf } from '../common/fingerprint.js';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -23,6 +24,8 @@ export interface Daemon {
   /** Private key file of a node or admin by name. */
   key(name: string): string;
   knownHosts: string;
+  /** The broker's host key fingerprint, SHA256:..., for the plugin to pin. */
+  fingerprint: string;
   ssh(keyName: string, command: string | undefined, extra?: string[]): Promise<{ exitCode: number | undefined; stdout: string; stderr: string }>;
   audit(): Record<string, unknown>[];
   sim(): Record<string, string>;
@@ -37,11 +40,21 @@ export async function startDaemon(opts: {
   toolstack?: string;
   simDomains?: Record<string, string>;
   extraBroker?: string[];
+  /** Node or admin name → an existing private key file to use instead of a new key. */
+  reuseKeys?: Record<string, string>;
 }): Promise<Daemon> {
   const dir = tempDir('fb-daemon-');
   const port = await freePort();
   const keyFile = (name: string) => join(dir, `key-${name}`);
   const pub = (name: string) => {
+    const reuse = opts.reuseKeys?.[name];
+    if (reuse) {
+      const text = readFileSync(reuse);
+      writeFileSync(keyFile(name), text, { mode: 0o600 });
+      const parsed = ssh2.utils.parseKey(text);
+      if (parsed instanceof Error || Array.isArray(parsed)) throw new Error(`cannot reuse key ${reuse}`);
+      return `${parsed.type} ${parsed.getPublicSSH().toString('base64')} ${name}`;
+    }
     const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: name });
     writeFileSync(keyFile(name), pair.private, { mode: 0o600 });
     return pair.public;
@@ -83,11 +96,13 @@ export async function startDaemon(opts: {
   const knownHosts = join(dir, 'known_hosts');
   writeFileSync(knownHosts, `[127.0.0.1]:${port} ${readFileSync(join(dir, 'host_ed25519.pub'), 'utf8')}`);
   chmodSync(knownHosts, 0o644);
+  const hostPub = readFileSync(join(dir, 'host_ed25519.pub'), 'utf8').trim().split(/\s+/)[1] ?? '';
   return {
     dir,
     port,
     key: keyFile,
     knownHosts,
+    fingerprint: fingerprintOf(Buffer.from(hostPub, 'base64')),
     process: child,
     ssh: async (keyName, command, extra = []) => {
       const r = await execa(

@@ -1,6 +1,8 @@
 // SSH public keys: the only source of a requester's identity (DESIGN.md §3.1).
-import { createHash } from 'node:crypto';
 import ssh2 from 'ssh2';
+import { fingerprintOf } from '../../common/fingerprint.js';
+
+export { fingerprintOf };
 
 export interface PublicKey {
   type: string;
@@ -10,10 +12,6 @@ export interface PublicKey {
   blob: string;
   /** OpenSSH-style fingerprint, "SHA256:..." without padding, as `ssh-keygen -l` prints. */
   fingerprint: string;
-}
-
-export function fingerprintOf(blob: Buffer): string {
-  return 'SHA256:' + createHash('sha256').update(blob).digest('base64').replace(/=+$/, '');
 }
 
 /** Parses one OpenSSH public key line; returns a reason string when it is not one. */

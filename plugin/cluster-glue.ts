@@ -1,0 +1,92 @@
+// Face 1: cluster-glue's external STONITH plugin (Heartbeat; Pacemaker's
+// stonith:external/* through fence_legacy). `<plugin> VERB [host]`, options in
+// environment variables named after the parameters. cluster-glue runs plugins
+// through `sh -c` with the host unquoted and lower-cased, so the host is checked
+// here against the name pattern and matched back to the domain's real case.
+import { OptionError } from './client.js';
+import { run, type Outcome } from './fencing.js';
+import { OPTIONS, toClientOptions, type OptionValues } from './options.js';
+
+const escapeXml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+/** The `<parameters>` fragment stonith wraps into its metadata. */
+export function parametersXml(): string {
+  const params = OPTIONS.map(
+    (o) =>
+      `<parameter name="${o.name}" unique="0" required="${o.required ? 1 : 0}">\n` +
+      `<content type="${o.type === 'integer' ? 'integer' : 'string'}"${o.default ? ` default="${escapeXml(o.default)}"` : ''} />\n` +
+      `<shortdesc lang="en">${escapeXml(o.name)}</shortdesc>\n<longdesc lang="en">${escapeXml(o.shortdesc)}</longdesc>\n</parameter>`,
+  );
+  return `<parameters>\n${params.join('\n')}\n</parameters>\n`;
+}
+
+const INFO: Record<string, string> = {
+  'getinfo-devid': 'fence-broker',
+  'getinfo-devname': 'fence-broker virtualization host fencing switch',
+  'getinfo-devdescr':
+    'Fences virtual machines through fence-broker, a daemon on the virtualization host that checks a Rego policy (a cluster may fence only its own domains) and powers domains off with xl or virsh, verified.',
+  'getinfo-devurl': 'https://fence-broker.invalid/',
+};
+
+type Write = (s: string) => void;
+
+export async function clusterGlue(argv: string[], env: NodeJS.ProcessEnv, out: Write, err: Write): Promise<number> {
+  const [verb, ...rest] = argv;
+  if (verb === undefined) {
+    err('usage: fence-broker {gethosts|on|off|reset|status|getconfignames|getinfo-devid|getinfo-devname|getinfo-devdescr|getinfo-devurl|getinfo-xml} [host]\n');
+    return 1;
+  }
+  if (verb === 'getconfignames') {
+    out(OPTIONS.map((o) => o.name).join('\n') + '\n');
+    return 0;
+  }
+  if (verb === 'getinfo-xml') {
+    out(parametersXml());
+    return 0;
+  }
+  const info = INFO[verb];
+  if (info !== undefined) {
+    out(info + '\n');
+    return 0;
+  }
+  if (!['gethosts', 'status', 'on', 'off', 'reset'].includes(verb)) {
+    err(`fence-broker: unknown verb ${JSON.stringify(verb)}\n`);
+    return 1;
+  }
+  const values: OptionValues = {};
+  for (const o of OPTIONS) if (env[o.name] !== undefined) values[o.name] = env[o.name];
+  let options;
+  try {
+    options = toClientOptions(values);
+  } catch (e) {
+    err(`fence-broker: ${e instanceof OptionError ? e.message : String(e)}\n`);
+    return 1;
+  }
+
+  if (verb === 'gethosts' || verb === 'status') {
+    if (rest.length) {
+      err(`fence-broker: ${verb} takes no host\n`);
+      return 1;
+    }
+    const r = await run(options, 'gethosts');
+    if (verb === 'gethosts' && r.ok) out((r.domains ?? []).join('\n') + '\n');
+    if (!r.ok) err(`fence-broker: ${r.message}\n`);
+    return r.ok ? 0 : 1;
+  }
+
+  // A host with a space arrives as several words once sh -c has split it.
+  if (rest.length !== 1) {
+    err(`fence-broker: ${verb} needs exactly one host, got ${rest.length} words\n`);
+    return 1;
+  }
+  const host = rest[0] as string;
+  let r: Outcome = await run(options, verb as 'on' | 'off' | 'reset', host);
+  if (!r.ok && /not a domain you may act on|not found on any broker/.test(r.message)) {
+    // cluster-glue lower-cased the name: find the domain it meant, if exactly one.
+    const list = await run(options, 'gethosts');
+    const matches = (list.domains ?? []).filter((d) => d.toLowerCase() === host.toLowerCase() && d !== host);
+    if (matches.length === 1) r = await run(options, verb as 'on' | 'off' | 'reset', matches[0]);
+  }
+  (r.ok ? out : err)(`fence-broker: ${verb} ${host}: ${r.message}\n`);
+  return r.ok ? 0 : 1;
+}

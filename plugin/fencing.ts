@@ -1,0 +1,54 @@
+// What an action means when the cluster may live on several hosts, each with
+// its own broker (DESIGN.md §4, migration): every broker is asked, and a domain
+// one host does not have is not thereby off. Both plugin faces call only this.
+import { checkRequest, type Request } from '../common/request.js';
+import { send, type ClientOptions, type Reply } from './client.js';
+
+export interface Outcome {
+  ok: boolean;
+  state: 'on' | 'off' | 'unknown';
+  message: string;
+  domains?: string[];
+}
+
+export type Action = 'gethosts' | 'list' | 'status' | 'on' | 'off' | 'reset';
+
+async function askAll(o: ClientOptions, request: Request): Promise<Reply[]> {
+  return Promise.all(o.brokers.map((b) => send(o, b, request)));
+}
+
+const summary = (replies: Reply[]): string => replies.map((r) => `${r.broker}: ${r.message}`).join('; ');
+
+/** Pure: combines the brokers' replies to one outcome. */
+export function combine(action: Action, replies: Reply[]): Outcome {
+  const ok = replies.filter((r) => r.ok);
+  const absent = replies.filter((r) => !r.ok && r.code === 'not_found');
+  const failed = replies.filter((r) => !r.ok && r.code !== 'not_found');
+  const message = summary(replies);
+
+  if (action === 'list' || action === 'gethosts') {
+    const domains = [...new Set(ok.flatMap((r) => r.domains ?? []))].sort();
+    // A host that cannot be asked might hold more domains: say so, fail.
+    return { ok: ok.length > 0 && failed.length === 0, state: 'unknown', message, domains };
+  }
+  if (action === 'status') {
+    if (ok.some((r) => r.state === 'on')) return { ok: true, state: 'on', message };
+    if (ok.length > 0 && failed.length === 0) return { ok: true, state: 'off', message };
+    return { ok: false, state: 'unknown', message };
+  }
+  // on / off / reset: one host did it, and every other host positively lacks the domain.
+  if (ok.length >= 1 && failed.length === 0) {
+    return { ok: true, state: ok[0]?.state ?? 'unknown', message };
+  }
+  if (ok.length === 0 && failed.length === 0 && absent.length > 0) {
+    return { ok: false, state: 'unknown', message: `not found on any broker: ${message}` };
+  }
+  return { ok: false, state: failed[0]?.state ?? 'unknown', message };
+}
+
+/** Validates the target like the broker does, then asks every broker. */
+export async function run(o: ClientOptions, action: Action, target?: string): Promise<Outcome> {
+  const checked = checkRequest(action, target);
+  if (!checked.ok) return { ok: false, state: 'unknown', message: checked.error };
+  return combine(action, await askAll(o, checked.request));
+}
