@@ -195,3 +195,50 @@ test('several brokers: off succeeds where one host has the domain and the other 
     await other.stop();
   }
 });
+
+test('end to end on real QEMU domains: each tenant fences its own; every attempt on the other tenant\'s domain is refused and audited, the domain untouched', async (t) => {
+  await sweepStale();
+  const names: string[] = [];
+  const mk = (tag: string) => createDomain(tag, true, (n) => names.push(n));
+  const [b1, b2, r1, r2] = await Promise.all([mk('e2e-b1'), mk('e2e-b2'), mk('e2e-r1'), mk('e2e-r2')]);
+  const host = await startDaemon({
+    toolstack: `{ type: virsh, uri: "${URI}" }`,
+    clusters: {
+      blue: { domains: [b1 as string, b2 as string], nodes: { 'blue-n1': b1 as string } },
+      red: { domains: [r1 as string, r2 as string], nodes: { 'red-n1': r1 as string } },
+    },
+  });
+  try {
+    const blue = params(host, 'blue-n1');
+    const red = params(host, 'red-n1');
+    // Own domains: fence_broker (Pacemaker's way) for blue, stonith (Heartbeat's way) for red.
+    const fb = await fenceAgent(blue, { action: 'off', port: b2 as string, nodename: 'x' });
+    t.is(fb.exitCode, 0, fb.stderr);
+    t.is(await domstate(b2 as string), 'shut off');
+    const st = await stonith(red, ['-T', 'off', r2 as string]);
+    t.is(st.exitCode, 0, st.stderr);
+    t.is(await domstate(r2 as string), 'shut off');
+
+    // Blue against red's running domain, every way in.
+    const before = host.audit().length;
+    t.is((await fenceAgent(blue, { action: 'off', port: r1 as string })).exitCode, 1);
+    t.is((await fenceAgent(blue, { action: 'reboot', port: r1 as string })).exitCode, 1);
+    t.not((await stonith(blue, ['-T', 'off', r1 as string])).exitCode, 0);
+    t.not((await stonith(blue, ['-T', 'reset', r1 as string])).exitCode, 0);
+    const raw = [`off ${r1}`, `reset ${r1}`, `status ${r1}`, `off ${r1};id`, `off ${r1} ${b1}`, `on ${r2}`];
+    for (const c of raw) {
+      const r = await host.ssh('blue-n1', c);
+      t.true(r.exitCode === 1 || r.exitCode === 2, c);
+      t.false((JSON.parse(r.stdout) as { ok: boolean }).ok, c);
+    }
+    t.is(await domstate(r1 as string), 'running');
+    t.is(await domstate(r2 as string), 'shut off', 'and on was refused too');
+    const lines = host.audit().slice(before);
+    const attempts = lines.filter((l) => l.cluster === 'blue' && l.decision !== 'allow');
+    t.true(attempts.length >= raw.length + 4, `every attempt audited (${attempts.length})`);
+    t.false(lines.some((l) => l.cluster === 'blue' && l.decision === 'allow' && l.action !== 'gethosts' && l.action !== 'list'));
+  } finally {
+    await host.stop();
+    await Promise.all(names.map(removeDomain));
+  }
+});
