@@ -5,6 +5,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
+import { Server as NetServer, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { Logger } from 'pino';
 import type { Limits } from './config/load.js';
@@ -50,17 +51,15 @@ export function loadOrCreateHostKey(path: string): { key: Buffer; fingerprint: s
 }
 
 export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
-  let open = 0;
+  // Sockets still in the SSH handshake, by remote port: a silent TCP client is
+  // dropped after the idle timeout instead of holding a slot for ever.
+  const handshaking = new Map<string, Socket>();
   const server = new ssh2.Server(
     { hostKeys: [o.hostKey], ident: 'fence-broker', banner: undefined, highWaterMark: 64 * 1024 },
     (client, info) => {
       const peer = `${info.ip}:${info.port}`;
-      if (open >= o.limits.maxConnections) {
-        o.log.warn({ peer }, 'connection refused: too many connections');
-        client.end();
-        return;
-      }
-      open++;
+      handshaking.get(peer)?.setTimeout(0);
+      handshaking.delete(peer);
       let who: Identity | undefined;
       let attempts = 0;
       let busy = 0;
@@ -71,7 +70,6 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
       };
       armIdle();
       client.on('close', () => {
-        open--;
         if (idle) clearTimeout(idle);
       });
       client.on('error', (err) => o.log.debug({ peer, err: err.message }, 'client error'));
@@ -149,15 +147,24 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
       });
     },
   );
-  server.maxConnections = o.limits.maxConnections * 2;
+  // TCP is accepted here and handed to ssh2, so the connection limit and the
+  // handshake timeout apply before any SSH byte is read.
+  const tcp = new NetServer((socket) => {
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
+    handshaking.set(key, socket);
+    socket.once('close', () => handshaking.delete(key));
+    socket.setTimeout(o.limits.idleTimeoutMs, () => socket.destroy());
+    server.injectSocket(socket);
+  });
+  tcp.maxConnections = o.limits.maxConnections;
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => {
-      server.off('error', reject);
-      const addr = server.address() as { port: number };
+    tcp.once('error', reject);
+    tcp.listen(o.port, o.host, () => {
+      tcp.off('error', reject);
+      const addr = tcp.address() as { port: number };
       resolve({
         port: addr.port,
-        close: () => new Promise<void>((r) => server.close(() => r())),
+        close: () => new Promise<void>((r) => tcp.close(() => r())),
       });
     });
   });
