@@ -5,9 +5,8 @@
 // here against the name pattern and matched back to the domain's real case.
 import { OptionError } from './client.js';
 import { run, type Outcome } from './fencing.js';
+import { escapeXml } from './xml.js';
 import { OPTIONS, toClientOptions, type OptionValues } from './options.js';
-
-const escapeXml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /** The `<parameters>` fragment stonith wraps into its metadata. */
 export function parametersXml(): string {

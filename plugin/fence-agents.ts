@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { OptionError } from './client.js';
 import { run } from './fencing.js';
+import { escapeXml } from './xml.js';
 import { OPTIONS, toClientOptions, validate, type OptionValues } from './options.js';
 
 const ACTIONS = ['on', 'off', 'reboot', 'status', 'list', 'list-status', 'monitor', 'metadata', 'validate-all'] as const;
@@ -13,8 +14,6 @@ type Action = (typeof ACTIONS)[number];
 const ALIASES: Record<string, string> = { port: 'plug', ipaddr: 'ip', login: 'username', 'meta-data': 'metadata' };
 /** Sent by Pacemaker; not ours to use. */
 const SILENT = new Set(['nodename']);
-
-const escapeXml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 export function metadataXml(): string {
   const param = (name: string, getopt: string, type: string, required: boolean, shortdesc: string, extra = '', dflt?: string) =>
@@ -108,10 +107,11 @@ export async function fenceAgents(argv: string[], stdin: () => Promise<string>, 
     out(metadataXml());
     return 0;
   }
-  const needsPlug = ['on', 'off', 'reboot', 'status'].includes(action);
+  // validate-all checks the options as the default action (reboot) would need them.
+  const needsPlug = ['on', 'off', 'reboot', 'status', 'validate-all'].includes(action);
   if (action === 'validate-all') {
     const problems = validate(v);
-    if (needsPlugFor(v) && !v.plug) problems.push('missing option plug');
+    if (needsPlug && !v.plug) problems.push('missing option plug');
     for (const p of problems) err(`Failed: ${p}\n`);
     return problems.length ? 1 : 0;
   }
@@ -166,8 +166,4 @@ export async function fenceAgents(argv: string[], stdin: () => Promise<string>, 
       return r.ok ? 0 : 1;
     }
   }
-}
-
-function needsPlugFor(v: OptionValues): boolean {
-  return ['on', 'off', 'reboot', 'status'].includes((v.action ?? 'reboot').toLowerCase());
 }
