@@ -80,7 +80,7 @@ export async function clusterGlue(argv: string[], env: NodeJS.ProcessEnv, out: W
   }
   const host = rest[0] as string;
   let r: Outcome = await run(options, verb as 'on' | 'off' | 'reset', host);
-  if (!r.ok && /not a domain you may act on|not found on any broker/.test(r.message)) {
+  if (!r.ok && r.unknownTarget) {
     // cluster-glue lower-cased the name: find the domain it meant, if exactly one.
     const list = await run(options, 'gethosts');
     const matches = (list.domains ?? []).filter((d) => d.toLowerCase() === host.toLowerCase() && d !== host);

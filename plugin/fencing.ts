@@ -9,6 +9,8 @@ export interface Outcome {
   state: 'on' | 'off' | 'unknown';
   message: string;
   domains?: string[];
+  /** Every broker refused the target or lacks it: the name may be wrong (or not ours). */
+  unknownTarget?: boolean;
 }
 
 export type Action = 'gethosts' | 'list' | 'status' | 'on' | 'off' | 'reset';
@@ -41,9 +43,10 @@ export function combine(action: Action, replies: Reply[]): Outcome {
     return { ok: true, state: ok[0]?.state ?? 'unknown', message };
   }
   if (ok.length === 0 && failed.length === 0 && absent.length > 0) {
-    return { ok: false, state: 'unknown', message: `not found on any broker: ${message}` };
+    return { ok: false, state: 'unknown', message: `not found on any broker: ${message}`, unknownTarget: true };
   }
-  return { ok: false, state: failed[0]?.state ?? 'unknown', message };
+  const unknownTarget = ok.length === 0 && replies.every((r) => r.code === 'refused' || r.code === 'not_found');
+  return { ok: false, state: failed[0]?.state ?? 'unknown', message, ...(unknownTarget ? { unknownTarget } : {}) };
 }
 
 /** Validates the target like the broker does, then asks every broker. */

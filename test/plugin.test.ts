@@ -4,7 +4,7 @@
 // QEMU domains under libvirt with two tenant clusters.
 import anyTest, { type TestFn } from 'ava';
 import { execa } from 'execa';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from './broker-daemon.js';
 import { tempDir } from './helpers.js';
