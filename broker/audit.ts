@@ -19,7 +19,11 @@ export interface AuditRecord {
   decision: 'allow' | 'deny' | 'malformed' | 'error';
   reasons: string[];
   policy: { revision: string; sha256: string };
-  result: { ok: boolean; state: string; message: string; steps?: string[]; started?: boolean } | null;
+  result: { ok: boolean; state: string; message: string; steps?: string[]; started?: boolean; busy?: boolean; dropped?: boolean } | null;
+  /** The reply code sent (common/reply.ts). */
+  code: string;
+  /** Set when the client went away before the reply. */
+  client_gone?: boolean;
   exit_code: number;
   duration_ms: number;
 }

@@ -1,31 +1,29 @@
 // One request, top to bottom: (identity, already proven by the front door) →
 // grammar → decision (Rego) → fencer → toolstack → reply, and exactly one
-// audit line whatever happens. Transport-independent: the SSH front door and
-// tests call handle() alike.
+// audit line whatever happens. Every request has a deadline; it and the
+// transport's "client gone" signal stop it before it reaches the toolstack.
+// Transport-independent: the SSH front door and tests call handle() alike.
 import { randomUUID } from 'node:crypto';
+import { exitStatusOf, type ExitStatus, type ReplyCode, type WireReply } from '../common/reply.js';
 import { parseRequest } from '../common/request.js';
 import type { Audit, AuditRecord } from './audit.js';
-import type { Fencer, PowerState } from './fencer.js';
+import type { Fencer } from './fencer.js';
 import type { Identity } from './identity/index.js';
 import type { DecisionInput, PolicyEngine } from './policy/engine.js';
 
-/** The JSON line a client gets back (DESIGN.md §10). */
-export interface Reply {
-  ok: boolean;
-  action: string;
-  target: string;
-  state: PowerState;
-  message: string;
-  /** ok | failed | not_found | refused | malformed: for scripts and the guest plugin. */
-  code: 'ok' | 'failed' | 'not_found' | 'refused' | 'malformed';
-  domains?: string[];
-  request_id: string;
-}
+/** The JSON line a client gets back (DESIGN.md §10, common/reply.ts). */
+export type Reply = WireReply;
 
 export interface Handled {
   reply: Reply;
-  /** 0 success, 1 failure or refused, 2 malformed. */
-  exitCode: 0 | 1 | 2;
+  /** 0 success, 1 failure, refused or busy, 2 malformed. */
+  exitCode: ExitStatus;
+}
+
+/** What the transport knows about the request beyond its text. */
+export interface RequestContext {
+  /** Fires when the client goes away (channel or connection closed). */
+  gone?: AbortSignal;
 }
 
 /**
@@ -65,15 +63,32 @@ export interface BrokerDeps {
   fencer: Fencer;
   audit: Audit;
   race: FenceRace;
+  /** From arrival to reply, ms (timeouts.request). */
+  requestTimeoutMs: number;
+  /** Requests of one identity waiting or running (limits.max_queue_per_identity). */
+  maxQueuePerIdentity: number;
 }
 
+const reply = (base: { action: string; target: string; request_id: string }, code: ReplyCode, fields: Partial<Reply> & { message: string }): Handled => ({
+  reply: { ...base, ok: code === 'ok', state: 'unknown', code, ...fields },
+  exitCode: exitStatusOf(code),
+});
+
 export class Broker {
+  /** Requests in progress per identity (key fingerprint). */
+  private readonly inProgress = new Map<string, number>();
+
   constructor(private readonly deps: BrokerDeps) {}
 
-  async handle(who: Identity, peer: string, command: string): Promise<Handled> {
+  async handle(who: Identity, peer: string, command: string, ctx: RequestContext = {}): Promise<Handled> {
     const t0 = performance.now();
     const engine = this.deps.policy();
     const id = randomUUID();
+    // The deadline starts at arrival; the client leaving ends the request too.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new Error(`request deadline of ${this.deps.requestTimeoutMs} ms passed`)), this.deps.requestTimeoutMs);
+    const gone = ctx.gone;
+    const signal = gone ? AbortSignal.any([deadline.signal, gone]) : deadline.signal;
     const record: AuditRecord = {
       event: 'request',
       request_id: id,
@@ -89,36 +104,47 @@ export class Broker {
       reasons: [],
       policy: { revision: engine.revision, sha256: engine.sha256 },
       result: null,
+      code: 'failed',
       exit_code: 1,
       duration_ms: 0,
     };
     let out: Handled;
     try {
-      out = await this.decideAndAct(who, command, engine, record, id);
+      out = await this.decideAndAct(who, command, engine, record, id, signal);
     } catch (err) {
       record.decision = record.decision === 'allow' ? 'allow' : 'error';
       record.reasons.push(`internal_error: ${err instanceof Error ? err.message : String(err)}`);
-      out = {
-        reply: { ok: false, action: record.action ?? '', target: record.target ?? '', state: 'unknown', message: 'internal error; see the broker log', code: 'failed', request_id: id },
-        exitCode: 1,
-      };
+      out = reply({ action: record.action ?? '', target: record.target ?? '', request_id: id }, 'failed', { message: 'internal error; see the broker log' });
     } finally {
+      clearTimeout(timer);
       record.duration_ms = Math.round(performance.now() - t0);
     }
+    record.code = out.reply.code;
     record.exit_code = out.exitCode;
+    if (gone?.aborted) record.client_gone = true;
     this.deps.audit.write(record);
     return out;
   }
 
-  private async decideAndAct(who: Identity, command: string, engine: PolicyEngine, record: AuditRecord, id: string): Promise<Handled> {
+  /** Counts a request of `who` in progress, or says it is one too many. */
+  private admit(who: Identity): (() => void) | undefined {
+    const key = who.fingerprint;
+    const n = this.inProgress.get(key) ?? 0;
+    if (n >= this.deps.maxQueuePerIdentity) return undefined;
+    this.inProgress.set(key, n + 1);
+    return () => {
+      const left = (this.inProgress.get(key) ?? 1) - 1;
+      if (left > 0) this.inProgress.set(key, left);
+      else this.inProgress.delete(key);
+    };
+  }
+
+  private async decideAndAct(who: Identity, command: string, engine: PolicyEngine, record: AuditRecord, id: string, signal: AbortSignal): Promise<Handled> {
     const parsed = parseRequest(command);
     if (!parsed.ok) {
       record.decision = 'malformed';
       record.reasons = [`malformed: ${parsed.error}`];
-      return {
-        reply: { ok: false, action: '', target: '', state: 'unknown', message: `malformed request: ${parsed.error}`, code: 'malformed', request_id: id },
-        exitCode: 2,
-      };
+      return reply({ action: '', target: '', request_id: id }, 'malformed', { message: `malformed request: ${parsed.error}` });
     }
     const req = parsed.request;
     const target = 'target' in req ? req.target : '';
@@ -143,21 +169,29 @@ export class Broker {
       const message = hidden
         ? `refused: ${target} is not a domain you may act on`
         : `refused: ${decision.reasons.map((r) => r.replace(/^policy_error:.*/, 'policy error')).join('; ')}`;
-      return { reply: { ...base, ok: false, state: 'unknown', message, code: 'refused' }, exitCode: 1 };
+      return reply(base, 'refused', { message });
     }
 
     if (req.verb === 'list' || req.verb === 'gethosts') {
       const domains = decision.domains ?? [];
-      return { reply: { ...base, ok: true, state: 'unknown', message: `${domains.length} domains`, code: 'ok', domains }, exitCode: 0 };
+      return reply(base, 'ok', { message: `${domains.length} domains`, domains });
     }
 
+    // Bounded per identity: one tenant cannot queue without limit.
+    const done = this.admit(who);
+    if (!done) {
+      const message = `busy: ${this.deps.maxQueuePerIdentity} requests of this identity already in progress (max_queue_per_identity); nothing was done`;
+      record.result = { ok: false, state: 'unknown', message, busy: true };
+      return reply(base, 'busy', { message });
+    }
     const fences = req.verb === 'off' || req.verb === 'reset';
     if (fences) this.deps.race.begin(target);
     let result;
     try {
-      result = await this.deps.fencer.do(req.verb, target);
+      result = await this.deps.fencer.do(req.verb, target, { signal });
     } finally {
       if (fences) this.deps.race.end(target, result?.ok === true);
+      done();
     }
     record.result = {
       ok: result.ok,
@@ -165,8 +199,10 @@ export class Broker {
       message: result.message,
       steps: result.steps,
       ...(result.started === undefined ? {} : { started: result.started }),
+      ...(result.busy ? { busy: true } : {}),
+      ...(result.dropped ? { dropped: true } : {}),
     };
-    const code = result.ok ? 'ok' : result.notFound ? 'not_found' : 'failed';
-    return { reply: { ...base, ok: result.ok, state: result.state, message: result.message, code }, exitCode: result.ok ? 0 : 1 };
+    const code: ReplyCode = result.ok ? 'ok' : result.busy ? 'busy' : result.notFound ? 'not_found' : 'failed';
+    return reply(base, code, { state: result.state, message: result.message });
   }
 }

@@ -1,11 +1,17 @@
 // The fencer: what "off", "on", "reset" and "status" mean (DESIGN.md §4), on
 // top of any Toolstack. Success is never taken from an exit status: after each
 // action the state is re-read until it is confirmed or a bounded time passes.
-// Requests for one domain run one at a time; different domains run in parallel.
-import { checkDomainName, type DomainState, type Toolstack } from './toolstack/toolstack.js';
+// Power actions on one domain run one at a time and never behind reads; reads
+// of one domain share one toolstack read (domain-queue.ts); different domains
+// run in parallel. A request's signal (deadline, client gone) stops it between
+// toolstack steps and kills the step running.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { PowerState } from '../common/reply.js';
+import { Busy, DomainQueue, Dropped, type QueueLimits } from './domain-queue.js';
+import { abortReason, checkDomainName, type DomainState, type Toolstack } from './toolstack/toolstack.js';
 
 export type FenceAction = 'status' | 'on' | 'off' | 'reset';
-export type PowerState = 'on' | 'off' | 'unknown';
+export type { PowerState };
 
 export interface FenceResult {
   ok: boolean;
@@ -21,6 +27,10 @@ export interface FenceResult {
   started?: boolean;
   /** The host does not have the domain (which, for off, is not proof of off). */
   notFound?: boolean;
+  /** A queue bound was reached; nothing was done. */
+  busy?: boolean;
+  /** The request gave up (deadline, client gone) before its work reached the toolstack. */
+  dropped?: boolean;
 }
 
 export interface FencerOptions {
@@ -28,26 +38,13 @@ export interface FencerOptions {
   verifyMs: number;
   /** Pause between state reads while waiting. */
   pollMs: number;
+  /** Per-domain queue bounds (default: 64 reads, 8 power actions). */
+  queue?: QueueLimits;
 }
 
-/** One-at-a-time per key; callers for other keys do not wait. */
-class KeyedLock {
-  private tails = new Map<string, Promise<void>>();
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const tail = before.then(() => mine);
-    this.tails.set(key, tail);
-    await before;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    }
-  }
+/** Per request: fires when its deadline passes or its client goes away. */
+export interface FenceContext {
+  signal?: AbortSignal;
 }
 
 /** Appends a step; a repeat of the previous one (polling) is counted, not repeated. */
@@ -58,7 +55,6 @@ function note(steps: string[], step: string): void {
   else steps.push(step);
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 /** Observed toolstack state → the three-valued answer. Missing is "unknown" here; callers say "not found". */
@@ -67,50 +63,66 @@ export function powerOf(s: DomainState): PowerState {
 }
 
 export class Fencer {
-  private readonly lock = new KeyedLock();
+  private readonly queue: DomainQueue;
 
   constructor(
     private readonly toolstack: Toolstack,
     private readonly options: FencerOptions = { verifyMs: 30_000, pollMs: 100 },
-  ) {}
+  ) {
+    this.queue = new DomainQueue(options.queue ?? { maxReads: 64, maxPower: 8 });
+  }
 
-  async do(action: FenceAction, target: string): Promise<FenceResult> {
+  async do(action: FenceAction, target: string, ctx: FenceContext = {}): Promise<FenceResult> {
     const t0 = performance.now();
     const steps: string[] = [];
+    const { signal } = ctx;
     try {
       checkDomainName(target);
     } catch (err) {
       return { ok: false, action, target, state: 'unknown', message: errorText(err), steps, durationMs: 0 };
     }
-    const result = await this.lock.run(target, async () => {
-      switch (action) {
-        case 'status':
-          return this.status(target, steps);
-        case 'off':
-          return this.off(target, steps);
-        case 'on':
-          return this.on(target, steps);
-        case 'reset':
-          return this.reset(target, steps);
-      }
-    });
+    let result: Outcome;
+    try {
+      result =
+        action === 'status'
+          ? this.status(target, steps, await this.queue.read(target, () => this.stateOf(target), signal))
+          : await this.queue.power(target, () => this.power(action, target, steps, signal), signal);
+    } catch (err) {
+      if (err instanceof Busy) result = { ok: false, state: 'unknown', message: `busy: ${err.message}; nothing was done`, busy: true };
+      else if (err instanceof Dropped) result = { ok: false, state: 'unknown', message: `dropped before reaching the toolstack: ${err.message}`, dropped: true };
+      else throw err;
+    }
     return { ...result, action, target, steps, durationMs: Math.round(performance.now() - t0) };
   }
 
-  /** A state read that never throws: a failed read is "unknown" with the reason. */
-  private async read(target: string, steps: string[]): Promise<DomainState> {
-    let s: DomainState;
-    try {
-      s = await this.toolstack.state(target);
-    } catch (err) {
-      s = { name: target, observed: 'unknown', raw: errorText(err) };
+  private power(action: Exclude<FenceAction, 'status'>, target: string, steps: string[], signal: AbortSignal | undefined): Promise<Outcome> {
+    switch (action) {
+      case 'off':
+        return this.off(target, steps, signal);
+      case 'on':
+        return this.on(target, steps, signal);
+      case 'reset':
+        return this.reset(target, steps, signal);
     }
+  }
+
+  /** One state read that never throws: a failed read is "unknown" with the reason. */
+  private async stateOf(target: string, signal?: AbortSignal): Promise<DomainState> {
+    try {
+      return await this.toolstack.state(target, signal ? { signal } : {});
+    } catch (err) {
+      return { name: target, observed: 'unknown', raw: errorText(err) };
+    }
+  }
+
+  private async read(target: string, steps: string[], signal: AbortSignal | undefined): Promise<DomainState> {
+    const s = await this.stateOf(target, signal);
     note(steps, `state: ${s.observed} (${s.raw})`);
     return s;
   }
 
-  private async status(target: string, steps: string[]): Promise<Outcome> {
-    const s = await this.read(target, steps);
+  private status(target: string, steps: string[], s: DomainState): Outcome {
+    note(steps, `state: ${s.observed} (${s.raw})`);
     if (s.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found`, notFound: true };
     if (s.observed === 'unknown') return { ok: false, state: 'unknown', message: `${target}: state unknown (${s.raw})` };
     return { ok: true, state: powerOf(s), message: `${target} is ${powerOf(s)} (${s.raw})` };
@@ -121,14 +133,15 @@ export class Fencer {
    * is a failure; "off" is reported only once the toolstack shows it stopped, or
    * gone after our destroy (xl forgets destroyed domains).
    */
-  private async off(target: string, steps: string[]): Promise<Outcome> {
-    const before = await this.read(target, steps);
+  private async off(target: string, steps: string[], signal: AbortSignal | undefined): Promise<Outcome> {
+    const before = await this.read(target, steps, signal);
     // Not here is not proof of off: the domain may run on another host (migration).
     if (before.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found (${before.raw})`, notFound: true };
     if (before.observed === 'stopped') return { ok: true, state: 'off', message: `${target} was already off (${before.raw})` };
+    if (signal?.aborted) return { ok: false, state: powerOf(before), message: `${target}: not destroyed: ${abortReason(signal)}` };
     let destroyed = false;
     try {
-      await this.toolstack.destroy(target);
+      await this.toolstack.destroy(target, { signal });
       destroyed = true;
       steps.push('destroy: done');
     } catch (err) {
@@ -138,58 +151,63 @@ export class Fencer {
     // Gone counts as off only after a destroy that succeeded (xl forgets destroyed
     // domains); gone after a failed destroy may be a migration or a typo, not a fence.
     const confirmed = (s: DomainState) => s.observed === 'stopped' || (destroyed && s.observed === 'missing');
-    const after = await this.waitFor(target, steps, (s) => confirmed(s) || (!destroyed && s.observed === 'missing'));
+    const after = await this.waitFor(target, steps, (s) => confirmed(s) || (!destroyed && s.observed === 'missing'), signal);
     if (confirmed(after)) return { ok: true, state: 'off', message: `${target} is off (${after.raw})` };
     if (after.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found after a failed destroy; not confirmed off` };
     return {
       ok: false,
       state: powerOf(after),
-      message: `${target}: not confirmed off within ${this.options.verifyMs} ms (last state: ${after.observed}, ${after.raw})`,
+      message: `${target}: not confirmed off ${signal?.aborted ? `(${abortReason(signal)})` : `within ${this.options.verifyMs} ms`} (last state: ${after.observed}, ${after.raw})`,
     };
   }
 
-  private async on(target: string, steps: string[]): Promise<Outcome> {
-    const before = await this.read(target, steps);
+  private async on(target: string, steps: string[], signal: AbortSignal | undefined): Promise<Outcome> {
+    const before = await this.read(target, steps, signal);
     if (before.observed === 'missing' && !before.startable) return { ok: false, state: 'unknown', message: `${target}: not found`, notFound: true };
     if (before.observed === 'running') return { ok: true, state: 'on', message: `${target} was already on (${before.raw})` };
-    return this.startVerified(target, steps);
+    return this.startVerified(target, steps, signal);
   }
 
-  private async startVerified(target: string, steps: string[]): Promise<Outcome> {
+  private async startVerified(target: string, steps: string[], signal: AbortSignal | undefined): Promise<Outcome> {
+    if (signal?.aborted) return { ok: false, state: 'unknown', message: `${target}: not started: ${abortReason(signal)}` };
     try {
-      await this.toolstack.start(target);
+      await this.toolstack.start(target, { signal });
       steps.push('start: done');
     } catch (err) {
       steps.push(`start: ${errorText(err)}`);
     }
-    const after = await this.waitFor(target, steps, (s) => s.observed === 'running');
+    const after = await this.waitFor(target, steps, (s) => s.observed === 'running', signal);
     if (after.observed === 'running') return { ok: true, state: 'on', message: `${target} is on (${after.raw})` };
     return {
       ok: false,
       state: powerOf(after),
-      message: `${target}: not confirmed running within ${this.options.verifyMs} ms (last state: ${after.observed}, ${after.raw})`,
+      message: `${target}: not confirmed running ${signal?.aborted ? `(${abortReason(signal)})` : `within ${this.options.verifyMs} ms`} (last state: ${after.observed}, ${after.raw})`,
     };
   }
 
   /** Verified off, then start. Judged on the off part; a failed start is reported, not fatal. */
-  private async reset(target: string, steps: string[]): Promise<Outcome> {
-    const off = await this.off(target, steps);
+  private async reset(target: string, steps: string[], signal: AbortSignal | undefined): Promise<Outcome> {
+    const off = await this.off(target, steps, signal);
     if (!off.ok) return off;
-    const on = await this.startVerified(target, steps);
+    const on = await this.startVerified(target, steps, signal);
     if (on.ok) return { ok: true, state: 'on', message: `${target} was reset: off confirmed, then started`, started: true };
     return { ok: true, state: on.state, message: `${target} was fenced (off confirmed) but did not start again: ${on.message}`, started: false };
   }
 
-  /** Re-reads the state until `done` holds or verifyMs passes; returns the last state. */
-  private async waitFor(target: string, steps: string[], done: (s: DomainState) => boolean): Promise<DomainState> {
+  /** Re-reads the state until `done` holds, verifyMs passes or the request gives up; returns the last state. */
+  private async waitFor(target: string, steps: string[], done: (s: DomainState) => boolean, signal: AbortSignal | undefined): Promise<DomainState> {
     const deadline = performance.now() + this.options.verifyMs;
-    let s = await this.read(target, steps);
-    while (!done(s) && performance.now() < deadline) {
-      await sleep(this.options.pollMs);
-      s = await this.read(target, steps);
+    let s = await this.read(target, steps, signal);
+    while (!done(s) && performance.now() < deadline && !signal?.aborted) {
+      try {
+        await sleep(this.options.pollMs, undefined, signal ? { signal } : {});
+      } catch {
+        break; // aborted while pausing
+      }
+      s = await this.read(target, steps, signal);
     }
     return s;
   }
 }
 
-type Outcome = Pick<FenceResult, 'ok' | 'state' | 'message' | 'started' | 'notFound'>;
+type Outcome = Pick<FenceResult, 'ok' | 'state' | 'message' | 'started' | 'notFound' | 'busy' | 'dropped'>;

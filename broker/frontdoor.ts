@@ -1,7 +1,10 @@
 // The SSH front door: public-key authentication only, each key one identity;
 // one exec command per channel, answered with one JSON line and an exit status.
-// No shell, no pty, no forwarding, no subsystems. Limits on connections,
-// authentication attempts and idle time.
+// No shell, no pty, no forwarding, no subsystems. Slots cannot be hoarded
+// (DESIGN.md §3.8): TCP is accepted here, before ssh2 sees a byte, so every
+// connection is counted from its first moment — unauthenticated ones overall
+// and per source address, authenticated ones per identity and per cluster —
+// and every timeout destroys the socket. Revocation is immediate (§3.9).
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
@@ -9,7 +12,7 @@ import { Server as NetServer, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { Logger } from 'pino';
 import type { Limits } from './config/load.js';
-import type { Handled } from './broker.js';
+import type { Handled, RequestContext } from './broker.js';
 import type { Identity, IdentityIndex } from './identity/index.js';
 import { fingerprintOf } from './identity/keys.js';
 
@@ -19,12 +22,19 @@ export interface FrontDoorOptions {
   hostKey: Buffer;
   identities: () => IdentityIndex;
   limits: Limits;
-  handle: (who: Identity, peer: string, command: string) => Promise<Handled>;
+  handle: (who: Identity, peer: string, command: string, ctx: RequestContext) => Promise<Handled>;
   log: Logger;
 }
 
 export interface FrontDoor {
   port: number;
+  /**
+   * After a reload: closes every connection whose key no longer maps to the
+   * same identity, aborting its requests. Returns how many were closed.
+   */
+  revoke(): number;
+  /** Connections by state, for tests and diagnostics. */
+  counts(): { unauthenticated: number; authenticated: number };
   close(): Promise<void>;
 }
 
@@ -50,113 +60,247 @@ export function loadOrCreateHostKey(path: string): { key: Buffer; fingerprint: s
   return { key, fingerprint: fingerprintOf(parsed.getPublicSSH()), created };
 }
 
+/** One TCP connection, from accept to close. */
+interface Conn {
+  socket: Socket;
+  source: string;
+  /** Set once a key is proven (signature checked) and a slot for it was free. */
+  who?: Identity;
+  blob?: Buffer;
+  /** Requests running on it: their "client gone" signals. */
+  running: Set<AbortController>;
+}
+
+const sameIdentity = (a: Identity, b: Identity): boolean =>
+  a.kind === 'node' && b.kind === 'node'
+    ? a.cluster === b.cluster && a.node === b.node && a.domain === b.domain
+    : a.kind === 'admin' && b.kind === 'admin' && a.admin === b.admin;
+
+/** The per-cluster slot key of an identity; admins have none. */
+const clusterOf = (who: Identity): string | undefined => (who.kind === 'node' ? who.cluster : undefined);
+
+const bump = (m: Map<string, number>, key: string, by: number): void => {
+  const n = (m.get(key) ?? 0) + by;
+  if (n > 0) m.set(key, n);
+  else m.delete(key);
+};
+
+/** At most one log line per reason every 10 s, with how many were left out: an attack must not flood the log. */
+function rateLimited(log: Logger): (reason: string, fields: Record<string, unknown>) => void {
+  const last = new Map<string, { at: number; suppressed: number }>();
+  return (reason, fields) => {
+    const now = performance.now();
+    const seen = last.get(reason);
+    if (seen && now - seen.at < 10_000) {
+      seen.suppressed++;
+      return;
+    }
+    log.warn({ ...fields, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) }, reason);
+    last.set(reason, { at: now, suppressed: 0 });
+  };
+}
+
 export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
-  // Sockets still in the SSH handshake, by remote port: a silent TCP client is
-  // dropped after the idle timeout instead of holding a slot for ever.
-  const handshaking = new Map<string, Socket>();
-  const server = new ssh2.Server(
-    { hostKeys: [o.hostKey], ident: 'fence-broker', banner: undefined, highWaterMark: 64 * 1024 },
-    (client, info) => {
-      const peer = `${info.ip}:${info.port}`;
-      handshaking.get(peer)?.setTimeout(0);
-      handshaking.delete(peer);
-      let who: Identity | undefined;
-      let attempts = 0;
-      let busy = 0;
-      let idle: NodeJS.Timeout | undefined;
-      const armIdle = () => {
-        if (idle) clearTimeout(idle);
-        if (busy === 0) idle = setTimeout(() => client.end(), o.limits.idleTimeoutMs);
-      };
-      armIdle();
-      client.on('close', () => {
-        if (idle) clearTimeout(idle);
-      });
-      client.on('error', (err) => o.log.debug({ peer, err: err.message }, 'client error'));
+  const L = o.limits;
+  const refuse = rateLimited(o.log);
+  const conns = new Map<string, Conn>(); // by remote address:port
+  const unauthBySource = new Map<string, number>();
+  let unauthenticated = 0;
+  const byIdentity = new Map<string, number>();
+  const byCluster = new Map<string, number>();
 
-      client.on('authentication', (ctx) => {
-        attempts++;
-        if (attempts > o.limits.maxAuthAttempts) {
-          o.log.warn({ peer }, 'too many authentication attempts');
-          ctx.reject([]);
-          client.end();
-          return;
-        }
-        if (ctx.method !== 'publickey') {
-          ctx.reject(['publickey']);
-          return;
-        }
-        const entry = o.identities().lookup(ctx.key.data);
-        const sameKey =
-          entry !== undefined &&
-          entry.key.type === ctx.key.algo.replace(/^rsa-sha2-(256|512)$/, 'ssh-rsa') &&
-          timingSafeEqual(entry.key.getPublicSSH(), ctx.key.data);
-        if (!entry || !sameKey) {
-          o.log.info({ peer, fingerprint: fingerprintOf(ctx.key.data) }, 'unknown key refused');
-          ctx.reject(['publickey']);
-          return;
-        }
-        // Without a signature the client only asks whether the key would do.
-        if (ctx.signature && ctx.blob && entry.key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) {
-          ctx.reject(['publickey']);
-          return;
-        }
-        if (ctx.signature) who = entry.identity;
+  /** Moves a connection to the authenticated slots, if its identity and cluster have room. */
+  const takeSlot = (conn: Conn, who: Identity, blob: Buffer): string | undefined => {
+    if ((byIdentity.get(who.fingerprint) ?? 0) >= L.maxPerIdentity) return `identity at max_per_identity (${L.maxPerIdentity})`;
+    const cluster = clusterOf(who);
+    if (cluster !== undefined && (byCluster.get(cluster) ?? 0) >= L.maxPerCluster) return `cluster ${cluster} at max_per_cluster (${L.maxPerCluster})`;
+    bump(byIdentity, who.fingerprint, 1);
+    if (cluster !== undefined) bump(byCluster, cluster, 1);
+    bump(unauthBySource, conn.source, -1);
+    unauthenticated--;
+    conn.who = who;
+    conn.blob = blob;
+    return undefined;
+  };
+
+  const forget = (key: string, conn: Conn): void => {
+    if (conns.get(key) !== conn) return;
+    conns.delete(key);
+    for (const r of conn.running) r.abort(new Error('requester disconnected'));
+    if (conn.who) {
+      bump(byIdentity, conn.who.fingerprint, -1);
+      const cluster = clusterOf(conn.who);
+      if (cluster !== undefined) bump(byCluster, cluster, -1);
+    } else {
+      bump(unauthBySource, conn.source, -1);
+      unauthenticated--;
+    }
+  };
+
+  const server = new ssh2.Server({ hostKeys: [o.hostKey], ident: 'fence-broker', highWaterMark: 64 * 1024 }, (client, info) => {
+    const peer = `${info.ip}:${info.port}`;
+    const conn = conns.get(peer);
+    if (!conn) {
+      client.end();
+      return;
+    }
+    const kill = () => conn.socket.destroy();
+    let attempts = 0;
+    let sessions = 0;
+    let idle: NodeJS.Timeout | undefined;
+    const armIdle = () => {
+      if (idle) clearTimeout(idle);
+      idle = conn.running.size === 0 ? setTimeout(kill, L.idleTimeoutMs) : undefined;
+    };
+    client.on('close', () => {
+      if (idle) clearTimeout(idle);
+    });
+    client.on('error', (err) => {
+      o.log.debug({ peer, err: err.message }, 'client error');
+      kill();
+    });
+
+    client.on('authentication', (ctx) => {
+      attempts++;
+      if (attempts > L.maxAuthAttempts) {
+        refuse('too many authentication attempts', { peer });
+        ctx.reject([]);
+        kill();
+        return;
+      }
+      if (ctx.method !== 'publickey') {
+        ctx.reject(['publickey']);
+        return;
+      }
+      const entry = o.identities().lookup(ctx.key.data);
+      const sameKey =
+        entry !== undefined &&
+        entry.key.type === ctx.key.algo.replace(/^rsa-sha2-(256|512)$/, 'ssh-rsa') &&
+        timingSafeEqual(entry.key.getPublicSSH(), ctx.key.data);
+      if (!entry || !sameKey) {
+        o.log.info({ peer, fingerprint: fingerprintOf(ctx.key.data) }, 'unknown key refused');
+        ctx.reject(['publickey']);
+        return;
+      }
+      // Without a signature the client only asks whether the key would do.
+      if (!ctx.signature) {
         ctx.accept();
-      });
+        return;
+      }
+      if (!ctx.blob || entry.key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) {
+        ctx.reject(['publickey']);
+        return;
+      }
+      const full = takeSlot(conn, entry.identity, ctx.key.data);
+      if (full) {
+        refuse('connection refused: no slot', { peer, fingerprint: entry.identity.fingerprint, why: full });
+        ctx.reject([]);
+        kill();
+        return;
+      }
+      ctx.accept();
+    });
 
-      client.on('ready', () => {
-        armIdle();
-        client.on('session', (accept) => {
-          const session = accept();
-          let used = false;
-          const run = async (command: string, channel: ssh2.ServerChannel) => {
-            busy++;
-            if (idle) clearTimeout(idle);
-            try {
-              const { reply, exitCode } = await o.handle(who as Identity, peer, command);
+    client.on('ready', () => {
+      clearTimeout(handshakeTimers.get(conn));
+      handshakeTimers.delete(conn);
+      armIdle();
+      client.on('session', (accept, reject) => {
+        if (sessions >= L.maxSessions) {
+          refuse('session refused: max_sessions', { peer, max_sessions: L.maxSessions });
+          reject();
+          return;
+        }
+        sessions++;
+        const session = accept();
+        session.once('close', () => sessions--);
+        let used = false;
+        const run = async (command: string, channel: ssh2.ServerChannel) => {
+          const gone = new AbortController();
+          conn.running.add(gone);
+          channel.once('close', () => gone.abort(new Error('requester closed the channel')));
+          armIdle();
+          try {
+            const who = conn.who as Identity;
+            // Revoked since this connection authenticated: nothing more on it.
+            const now = conn.blob ? o.identities().lookup(conn.blob) : undefined;
+            if (!now || !sameIdentity(now.identity, who)) {
+              kill();
+              return;
+            }
+            const { reply, exitCode } = await o.handle(who, peer, command, { gone: gone.signal });
+            if (!gone.signal.aborted) {
               channel.write(JSON.stringify(reply) + '\n');
               channel.exit(exitCode);
-            } catch (err) {
-              o.log.error({ peer, err: (err as Error).message }, 'request failed');
-              channel.exit(1);
-            } finally {
-              channel.end();
-              busy--;
-              armIdle();
             }
-          };
-          session.on('exec', (acceptExec, reject, info) => {
-            if (used || !who) return reject?.();
-            used = true;
-            void run(info.command, acceptExec());
-          });
-          // A bare `ssh broker` asks for a shell: answer as a malformed request.
-          session.on('shell', (acceptShell, reject) => {
-            if (used || !who) return reject?.();
-            used = true;
-            void run('', acceptShell());
-          });
-          for (const ev of ['pty', 'env', 'x11', 'subsystem', 'sftp', 'auth-agent', 'signal'] as const) {
-            session.on(ev as 'pty', (_a: unknown, reject?: () => void) => reject?.());
+          } catch (err) {
+            o.log.error({ peer, err: (err as Error).message }, 'request failed');
+            if (!gone.signal.aborted) channel.exit(1);
+          } finally {
+            conn.running.delete(gone);
+            if (!gone.signal.aborted) channel.end();
+            armIdle();
           }
+        };
+        session.on('exec', (acceptExec, rejectExec, info) => {
+          if (used) return rejectExec?.();
+          used = true;
+          void run(info.command, acceptExec());
         });
-        client.on('tcpip', (_a, reject) => reject());
-        client.on('openssh.streamlocal', (_a, reject) => reject());
-        client.on('request', (_a, reject) => reject?.());
+        // A bare `ssh broker` asks for a shell: answer as a malformed request.
+        session.on('shell', (acceptShell, rejectShell) => {
+          if (used) return rejectShell?.();
+          used = true;
+          void run('', acceptShell());
+        });
+        for (const ev of ['pty', 'env', 'x11', 'subsystem', 'sftp', 'auth-agent', 'signal'] as const) {
+          session.on(ev as 'pty', (_a: unknown, rejectIt?: () => void) => rejectIt?.());
+        }
       });
-    },
-  );
-  // TCP is accepted here and handed to ssh2, so the connection limit and the
-  // handshake timeout apply before any SSH byte is read.
-  const tcp = new NetServer((socket) => {
-    const key = `${socket.remoteAddress}:${socket.remotePort}`;
-    handshaking.set(key, socket);
-    socket.once('close', () => handshaking.delete(key));
-    socket.setTimeout(o.limits.idleTimeoutMs, () => socket.destroy());
+      client.on('tcpip', (_a, rejectIt) => rejectIt());
+      client.on('openssh.streamlocal', (_a, rejectIt) => rejectIt());
+      client.on('request', (_a, rejectIt) => rejectIt?.());
+    });
+  });
+
+  const handshakeTimers = new Map<Conn, NodeJS.Timeout>();
+  // TCP is accepted here and handed to ssh2, so the limits and the absolute
+  // handshake deadline apply before any SSH byte is read.
+  const tcp = new NetServer({ noDelay: true }, (socket) => {
+    const source = socket.remoteAddress ?? '?';
+    const key = `${source}:${socket.remotePort}`;
+    socket.on('error', () => undefined);
+    if (unauthenticated >= L.maxUnauthenticated) {
+      refuse('connection refused: max_unauthenticated', { source, max_unauthenticated: L.maxUnauthenticated });
+      socket.destroy();
+      return;
+    }
+    if ((unauthBySource.get(source) ?? 0) >= L.maxUnauthenticatedPerSource) {
+      refuse('connection refused: max_unauthenticated_per_source', { source, max_unauthenticated_per_source: L.maxUnauthenticatedPerSource });
+      socket.destroy();
+      return;
+    }
+    const conn: Conn = { socket, source, running: new Set() };
+    conns.set(key, conn);
+    unauthenticated++;
+    bump(unauthBySource, source, 1);
+    // Absolute: bytes trickled in do not extend it; cleared only once authenticated.
+    handshakeTimers.set(
+      conn,
+      setTimeout(() => {
+        refuse('connection closed: handshake_timeout', { source });
+        socket.destroy();
+      }, L.handshakeTimeoutMs),
+    );
+    socket.once('close', () => {
+      clearTimeout(handshakeTimers.get(conn));
+      handshakeTimers.delete(conn);
+      forget(key, conn);
+    });
     server.injectSocket(socket);
   });
-  tcp.maxConnections = o.limits.maxConnections;
+  tcp.maxConnections = L.maxConnections;
+
   return new Promise((resolve, reject) => {
     tcp.once('error', reject);
     tcp.listen(o.port, o.host, () => {
@@ -164,7 +308,29 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
       const addr = tcp.address() as { port: number };
       resolve({
         port: addr.port,
-        close: () => new Promise<void>((r) => tcp.close(() => r())),
+        revoke: () => {
+          let closed = 0;
+          const index = o.identities();
+          for (const conn of conns.values()) {
+            if (!conn.who || !conn.blob) continue;
+            const now = index.lookup(conn.blob);
+            if (now && sameIdentity(now.identity, conn.who)) continue;
+            o.log.warn({ peer: `${conn.source}`, fingerprint: conn.who.fingerprint }, 'key revoked or remapped by reload: connection closed');
+            conn.socket.destroy();
+            closed++;
+          }
+          return closed;
+        },
+        counts: () => {
+          let authenticated = 0;
+          for (const c of conns.values()) if (c.who) authenticated++;
+          return { unauthenticated, authenticated };
+        },
+        close: () =>
+          new Promise<void>((r) => {
+            for (const c of conns.values()) c.socket.destroy();
+            tcp.close(() => r());
+          }),
       });
     });
   });

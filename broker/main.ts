@@ -49,9 +49,15 @@ async function main(): Promise<number> {
   const audit = fileAudit(config.broker.auditLog);
   const broker = new Broker({
     policy: () => state.engine,
-    fencer: new Fencer(toolstack, { verifyMs: config.broker.timeouts.verifyMs, pollMs: 100 }),
+    fencer: new Fencer(toolstack, {
+      verifyMs: config.broker.timeouts.verifyMs,
+      pollMs: 100,
+      queue: { maxReads: config.broker.limits.maxReadsPerDomain, maxPower: config.broker.limits.maxPowerPerDomain },
+    }),
     audit,
     race: new FenceRace(config.broker.timeouts.fenceRaceMs),
+    requestTimeoutMs: config.broker.timeouts.requestMs,
+    maxQueuePerIdentity: config.broker.limits.maxQueuePerIdentity,
   });
   const door = await startFrontDoor({
     host: config.broker.listen.host,
@@ -59,7 +65,7 @@ async function main(): Promise<number> {
     hostKey: hostKey.key,
     identities: () => state.identities,
     limits: config.broker.limits,
-    handle: (who, peer, command) => broker.handle(who, peer, command),
+    handle: (who, peer, command, ctx) => broker.handle(who, peer, command, ctx),
     log,
   });
   log.info(
@@ -74,7 +80,9 @@ async function main(): Promise<number> {
           log.warn('broker settings changed; they take effect on restart (clusters, keys and policy are reloaded now)');
         }
         state = next;
-        log.info({ policy: next.engine.revision }, 'reloaded');
+        // In the same tick as the swap: no request on a revoked key can start in between.
+        const revoked = door.revoke();
+        log.info({ policy: next.engine.revision, connections_closed: revoked }, 'reloaded');
       })
       .catch((e: unknown) => log.error({ err: e instanceof Error ? e.message : String(e) }, 'reload failed; keeping the running config and policy'));
   });

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import ssh2 from 'ssh2';
 import { fingerprintOf, FINGERPRINT_PATTERN } from '../common/fingerprint.js';
 import { isValidName } from '../common/names.js';
+import { REPLY_CODES, type WireReply } from '../common/reply.js';
 import { formatRequest, type Request } from '../common/request.js';
 
 /** What both faces configure, whatever their option syntax. */
@@ -18,15 +19,10 @@ export interface ClientOptions {
   timeoutMs: number;
 }
 
-/** The broker's reply (DESIGN.md §10) plus where it came from. */
-export interface Reply {
-  ok: boolean;
-  action: string;
-  target: string;
-  state: 'on' | 'off' | 'unknown';
-  message: string;
-  code: 'ok' | 'failed' | 'not_found' | 'refused' | 'malformed' | 'unreachable';
-  domains?: string[];
+/** The broker's reply (common/reply.ts) plus where it came from; "unreachable" is the plugin's own. */
+export interface Reply extends Omit<WireReply, 'code' | 'request_id'> {
+  code: WireReply['code'] | 'unreachable';
+  request_id?: string;
   broker: string;
   exitCode: number;
 }
@@ -97,6 +93,7 @@ export function send(o: ClientOptions, broker: { host: string; port: number }, r
           try {
             const r = JSON.parse(line ?? '') as Omit<Reply, 'broker' | 'exitCode'>;
             if (typeof r.ok !== 'boolean' || typeof r.message !== 'string') throw new Error('reply lacks ok/message');
+            if (!(REPLY_CODES as readonly string[]).includes(r.code)) throw new Error(`unknown reply code ${JSON.stringify(r.code)}`);
             finish({ ...r, ok: r.ok === true && exitCode === 0, broker: where, exitCode });
           } catch (e) {
             finish(fail(`unreadable reply (${(e as Error).message}): ${out.slice(0, 200)}`));

@@ -120,10 +120,13 @@ reasons contains sprintf("admin_read_only: admin %s may not %s", [req_admin, act
 }
 
 # --- Rule 10: a node whose own domain is being or was just fenced has lost ---
-# (the two-node fence race: exactly one side survives)
-reasons contains sprintf("fence_race_lost: node %s's own domain is being or was just fenced", [req_node]) if {
+# (the two-node fence race: exactly one side survives). Only power actions are
+# refused: the loser may still read, since Pacemaker monitors its stonith
+# device from the rebooted node.
+reasons contains sprintf("fence_race_lost: node %s's own domain is being or was just fenced; it may not %s", [req_node, action]) if {
 	not as_admin
 	input.requester_fenced == true
+	not read_actions[action]
 }
 
 # --- Allow: a positive match and no reason against -------------------------

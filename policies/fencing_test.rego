@@ -170,6 +170,19 @@ test_rule10_fence_race_lost if {
 	decide(blue1, "off", "blue-2").allow == true
 }
 
+test_rule10_fence_race_loser_may_still_read if {
+	status := fencing.decision with data.clusters as fixture.clusters
+		with data.domains as fixture.domains
+		with input as {"requester": blue1, "action": "status", "target": "blue-1", "requester_fenced": true}
+	status.allow == true
+	every action in ["list", "gethosts"] {
+		d := fencing.decision with data.clusters as fixture.clusters
+			with data.domains as fixture.domains
+			with input as {"requester": blue1, "action": action, "requester_fenced": true}
+		d.allow == true
+	}
+}
+
 # --- Default deny -------------------------------------------------------------
 test_default_deny_without_data if {
 	d := fencing.decision with data.clusters as {}

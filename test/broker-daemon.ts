@@ -1,26 +1,19 @@
-// Runs the real daemon (dist/broker/main.js) on a free loopback port with a
-// generated tenancy and keys, and the real OpenSSH client against it.
+// Runs the real daemon (dist/broker/main.js) on loopback port 0 (the port it
+// got is read from its ready line: no guessed port can be taken meanwhile) with
+// a generated tenancy and keys, and the real OpenSSH client against it.
 import { execa, type ResultPromise } from 'execa';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { projectPath } from '../common/paths.js';
 import { tempDir } from './helpers.js';
 import { fingerprintOf } from '../common/fingerprint.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 export interface Daemon {
   dir: string;
   port: number;
+  pid: number;
+  config: string;
   /** Private key file of a node or admin by name. */
   key(name: string): string;
   knownHosts: string;
@@ -29,6 +22,12 @@ export interface Daemon {
   ssh(keyName: string, command: string | undefined, extra?: string[]): Promise<{ exitCode: number | undefined; stdout: string; stderr: string }>;
   audit(): Record<string, unknown>[];
   sim(): Record<string, string>;
+  /** Resolves when the daemon's log (stderr), from now on, has a line matching `re`. */
+  waitLog(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** Rewrites clusters.yaml, sends SIGHUP and waits for the daemon to say how the reload went. */
+  reload(edit: (yaml: string) => string): Promise<Record<string, unknown>>;
+  /** Resident set size of the daemon, KiB (from /proc). */
+  rssKiB(): number;
   stop(): Promise<void>;
   process: ResultPromise;
 }
@@ -44,7 +43,6 @@ export async function startDaemon(opts: {
   reuseKeys?: Record<string, string>;
 }): Promise<Daemon> {
   const dir = tempDir('fb-daemon-');
-  const port = await freePort();
   const keyFile = (name: string) => join(dir, `key-${name}`);
   const pub = (name: string) => {
     const reuse = opts.reuseKeys?.[name];
@@ -61,7 +59,7 @@ export async function startDaemon(opts: {
   };
   const lines = [
     'broker:',
-    `  listen: 127.0.0.1:${port}`,
+    '  listen: 127.0.0.1:0',
     '  host_key: host_ed25519',
     `  toolstack: ${opts.toolstack ?? '{ type: sim, state: sim.json }'}`,
     '  audit_log: audit.jsonl',
@@ -80,19 +78,48 @@ export async function startDaemon(opts: {
   writeFileSync(join(dir, 'clusters.yaml'), lines.join('\n') + '\n');
   if (opts.simDomains) writeFileSync(join(dir, 'sim.json'), JSON.stringify({ domains: opts.simDomains }));
 
-  const child = execa('node', [projectPath('dist', 'broker', 'main.js'), '--config', join(dir, 'clusters.yaml')], { reject: false, buffer: false, stderr: 'pipe' });
+  const config = join(dir, 'clusters.yaml');
+  const child = execa('node', [projectPath('dist', 'broker', 'main.js'), '--config', config], { reject: false, buffer: false, stderr: 'pipe' });
   let log = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`daemon did not start: ${log}`)), 20_000);
-    child.stderr?.on('data', (b: Buffer) => {
-      log += b.toString();
-      if (log.includes('fence-broker ready')) {
-        clearTimeout(timer);
-        resolve();
+  const watchers = new Set<{ from: number; re: RegExp; hit: (line: string) => void }>();
+  const scan = () => {
+    for (const w of watchers) {
+      const lines = log.slice(w.from).split('\n');
+      lines.pop(); // complete lines only
+      const line = lines.find((l) => w.re.test(l));
+      if (line !== undefined) {
+        watchers.delete(w);
+        w.hit(line);
       }
-    });
-    void child.then((r) => reject(new Error(`daemon exited ${r.exitCode}: ${log}`)));
+    }
+  };
+  child.stderr?.on('data', (b: Buffer) => {
+    log += b.toString();
+    scan();
   });
+  const waitLog = (re: RegExp, timeoutMs = 60_000, from = log.length): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        watchers.delete(w);
+        reject(new Error(`no log line matching ${re} within ${timeoutMs} ms: ${log.slice(from)}`));
+      }, timeoutMs);
+      const w = {
+        from,
+        re,
+        hit: (line: string) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      };
+      watchers.add(w);
+      scan();
+    });
+  const ready = await Promise.race([
+    waitLog(/fence-broker ready/, 60_000, 0),
+    child.then((r) => Promise.reject(new Error(`daemon exited ${r.exitCode}: ${log}`))),
+  ]);
+  const port = Number(/"listen":"[^"]*:(\d+)"/.exec(ready)?.[1]);
+  if (!(port > 0)) throw new Error(`no port in the ready line: ${ready}`);
   const knownHosts = join(dir, 'known_hosts');
   writeFileSync(knownHosts, `[127.0.0.1]:${port} ${readFileSync(join(dir, 'host_ed25519.pub'), 'utf8')}`);
   chmodSync(knownHosts, 0o644);
@@ -100,6 +127,8 @@ export async function startDaemon(opts: {
   return {
     dir,
     port,
+    pid: child.pid as number,
+    config,
     key: keyFile,
     knownHosts,
     fingerprint: fingerprintOf(Buffer.from(hostPub, 'base64')),
@@ -123,6 +152,14 @@ export async function startDaemon(opts: {
         .filter(Boolean)
         .map((l) => JSON.parse(l) as Record<string, unknown>),
     sim: () => (JSON.parse(readFileSync(join(dir, 'sim.json'), 'utf8')) as { domains: Record<string, string> }).domains,
+    waitLog: (re, timeoutMs) => waitLog(re, timeoutMs),
+    reload: async (edit) => {
+      writeFileSync(config, edit(readFileSync(config, 'utf8')));
+      const outcome = waitLog(/"msg":"(reloaded|reload failed[^"]*)"/);
+      child.kill('SIGHUP');
+      return JSON.parse(await outcome) as Record<string, unknown>;
+    },
+    rssKiB: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]),
     stop: async () => {
       child.kill('SIGTERM');
       await child;

@@ -23,19 +23,75 @@ export interface Timeouts {
   commandMs: number;
   /** Waiting for a domain to be confirmed off or running, ms. */
   verifyMs: number;
-  /** How long a fenced node's own requests are refused, ms. */
+  /** How long a fenced node's power requests are refused, ms. */
   fenceRaceMs: number;
+  /**
+   * Deadline of one request, from its arrival to its reply, ms: below
+   * Pacemaker's default stonith-timeout (60 s), so the cluster hears an
+   * answer before it gives up. Nothing touches the toolstack after it.
+   */
+  requestMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: Timeouts = { commandMs: 10_000, verifyMs: 30_000, fenceRaceMs: 60_000 };
+export const DEFAULT_TIMEOUTS: Timeouts = { commandMs: 10_000, verifyMs: 30_000, fenceRaceMs: 60_000, requestMs: 40_000 };
 
+/** Bounds of the front door and the request queues (README, "Limits"). */
 export interface Limits {
+  /** All TCP connections. */
   maxConnections: number;
+  /** Connections that have not proven a key yet (sshd's MaxStartups). */
+  maxUnauthenticated: number;
+  /** ...of those, from one source address. */
+  maxUnauthenticatedPerSource: number;
+  /** Authenticated connections of one key. */
+  maxPerIdentity: number;
+  /** Authenticated connections of all the nodes of one cluster. */
+  maxPerCluster: number;
+  /** Open session channels on one connection (sshd's MaxSessions). */
+  maxSessions: number;
   maxAuthAttempts: number;
+  /** Absolute bound from accept to authenticated; bytes trickled in do not extend it. */
+  handshakeTimeoutMs: number;
+  /** An authenticated connection with no request running is closed after this. */
   idleTimeoutMs: number;
+  /** Requests of one identity waiting or running; beyond: busy. */
+  maxQueuePerIdentity: number;
+  /** Reads (status) of one domain waiting or running; beyond: busy. */
+  maxReadsPerDomain: number;
+  /** Power actions of one domain waiting or running; beyond: busy. Separate from reads, so reads never crowd out a fence. */
+  maxPowerPerDomain: number;
 }
 
-export const DEFAULT_LIMITS: Limits = { maxConnections: 256, maxAuthAttempts: 6, idleTimeoutMs: 30_000 };
+export const DEFAULT_LIMITS: Limits = {
+  maxConnections: 256,
+  maxUnauthenticated: 64,
+  maxUnauthenticatedPerSource: 8,
+  maxPerIdentity: 8,
+  maxPerCluster: 32,
+  maxSessions: 10,
+  maxAuthAttempts: 6,
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 30_000,
+  maxQueuePerIdentity: 32,
+  maxReadsPerDomain: 64,
+  maxPowerPerDomain: 8,
+};
+
+/** clusters.yaml's snake_case key of each limit, and whether it is in seconds. */
+const LIMIT_KEYS: Record<keyof Limits, [string, 'count' | 'seconds']> = {
+  maxConnections: ['max_connections', 'count'],
+  maxUnauthenticated: ['max_unauthenticated', 'count'],
+  maxUnauthenticatedPerSource: ['max_unauthenticated_per_source', 'count'],
+  maxPerIdentity: ['max_per_identity', 'count'],
+  maxPerCluster: ['max_per_cluster', 'count'],
+  maxSessions: ['max_sessions', 'count'],
+  maxAuthAttempts: ['max_auth_attempts', 'count'],
+  handshakeTimeoutMs: ['handshake_timeout', 'seconds'],
+  idleTimeoutMs: ['idle_timeout', 'seconds'],
+  maxQueuePerIdentity: ['max_queue_per_identity', 'count'],
+  maxReadsPerDomain: ['max_reads_per_domain', 'count'],
+  maxPowerPerDomain: ['max_power_per_domain', 'count'],
+};
 
 export interface NodeConfig {
   name: string;
@@ -81,8 +137,8 @@ interface RawConfig {
     audit_log: string;
     policy_bundle?: string;
     toolstack: ToolstackConfig;
-    timeouts?: { command?: number; verify?: number; fence_race?: number };
-    limits?: { max_connections?: number; max_auth_attempts?: number; idle_timeout?: number };
+    timeouts?: { command?: number; verify?: number; fence_race?: number; request?: number };
+    limits?: Record<string, number>;
   };
   clusters: Record<
     string,
@@ -313,6 +369,13 @@ function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
   const listen = parseListen(raw.broker.listen);
   if (typeof listen === 'string') problems.push(loc.value(['broker', 'listen'], `broker.listen: ${listen}`));
 
+  const limits = readLimits(raw.broker.limits ?? {});
+  if (limits.maxUnauthenticated >= limits.maxConnections) {
+    problems.push(
+      loc.value(['broker', 'limits', 'max_unauthenticated'], `broker.limits.max_unauthenticated (${limits.maxUnauthenticated}) must be below max_connections (${limits.maxConnections}), or unauthenticated sockets could take every slot`),
+    );
+  }
+
   if (problems.length || typeof listen === 'string') throw new ConfigError(problems);
 
   const toolstack: ToolstackConfig =
@@ -331,22 +394,35 @@ function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
         commandMs: (raw.broker.timeouts?.command ?? DEFAULT_TIMEOUTS.commandMs / 1000) * 1000,
         verifyMs: (raw.broker.timeouts?.verify ?? DEFAULT_TIMEOUTS.verifyMs / 1000) * 1000,
         fenceRaceMs: (raw.broker.timeouts?.fence_race ?? DEFAULT_TIMEOUTS.fenceRaceMs / 1000) * 1000,
+        requestMs: (raw.broker.timeouts?.request ?? DEFAULT_TIMEOUTS.requestMs / 1000) * 1000,
       },
-      limits: {
-        maxConnections: raw.broker.limits?.max_connections ?? DEFAULT_LIMITS.maxConnections,
-        maxAuthAttempts: raw.broker.limits?.max_auth_attempts ?? DEFAULT_LIMITS.maxAuthAttempts,
-        idleTimeoutMs: (raw.broker.limits?.idle_timeout ?? DEFAULT_LIMITS.idleTimeoutMs / 1000) * 1000,
-      },
+      limits,
     },
     clusters,
     admins,
   };
 }
 
+/**
+ * Limits from clusters.yaml (already schema-checked), defaults filled in. An
+ * unset max_unauthenticated is kept below half of max_connections, so that
+ * authenticated clients always have slots.
+ */
+function readLimits(raw: Record<string, number>): Limits {
+  const out = { ...DEFAULT_LIMITS };
+  for (const [field, [key, unit]] of Object.entries(LIMIT_KEYS) as [keyof Limits, [string, 'count' | 'seconds']][]) {
+    const v = raw[key];
+    if (v !== undefined) out[field] = unit === 'seconds' ? v * 1000 : v;
+  }
+  if (raw.max_unauthenticated === undefined) out.maxUnauthenticated = Math.min(DEFAULT_LIMITS.maxUnauthenticated, Math.max(1, Math.floor(out.maxConnections / 2)));
+  return out;
+}
+
 function parseListen(listen: string): { host: string; port: number } | string {
   const cut = listen.lastIndexOf(':');
   const host = listen.slice(0, cut).replace(/^\[(.*)\]$/, '$1');
   const port = Number(listen.slice(cut + 1));
-  if (!Number.isInteger(port) || port < 1 || port > 65535) return `port ${listen.slice(cut + 1)} is not in 1..65535`;
+  // Port 0: the kernel picks one, printed in the ready line (tests use it).
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return `port ${listen.slice(cut + 1)} is not in 0..65535`;
   return { host, port };
 }

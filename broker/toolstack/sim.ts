@@ -3,7 +3,7 @@
 // hypervisor and powers nothing; production uses xl or virsh.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { checkDomainName, ToolstackError, type DomainState, type Toolstack } from './toolstack.js';
+import { abortReason, checkDomainName, ToolstackError, type CallOptions, type DomainState, type Toolstack } from './toolstack.js';
 
 type SimPower = 'running' | 'shut off';
 interface SimFile {
@@ -41,9 +41,13 @@ export class SimToolstack implements Toolstack {
     renameSync(tmp, this.file);
   }
 
-  /** File operations one at a time within this process. */
-  private serial<T>(fn: () => T): Promise<T> {
-    const next = this.queue.then(fn, fn);
+  /** File operations one at a time within this process; none starts once the caller has given up. */
+  private serial<T>(fn: () => T, o: CallOptions = {}): Promise<T> {
+    const guarded = () => {
+      if (o.signal?.aborted) throw new ToolstackError(['sim', this.file], `not run: ${abortReason(o.signal)}`);
+      return fn();
+    };
+    const next = this.queue.then(guarded, guarded);
     this.queue = next.catch(() => undefined);
     return next;
   }
@@ -54,33 +58,33 @@ export class SimToolstack implements Toolstack {
     return { name, observed: 'unknown', raw: String(power) };
   }
 
-  list(): Promise<DomainState[]> {
-    return this.serial(() => Object.entries(this.read().domains).map(([n, p]) => SimToolstack.toState(n, p)));
+  list(o?: CallOptions): Promise<DomainState[]> {
+    return this.serial(() => Object.entries(this.read().domains).map(([n, p]) => SimToolstack.toState(n, p)), o);
   }
 
-  state(name: string): Promise<DomainState> {
+  state(name: string, o?: CallOptions): Promise<DomainState> {
     checkDomainName(name);
     return this.serial(() => {
       const power = this.read().domains[name];
       return power === undefined ? { name, observed: 'missing' as const, raw: 'not on this host' } : SimToolstack.toState(name, power);
-    });
+    }, o);
   }
 
-  destroy(name: string): Promise<void> {
-    return this.set(name, 'shut off');
+  destroy(name: string, o?: CallOptions): Promise<void> {
+    return this.set(name, 'shut off', o);
   }
 
-  start(name: string): Promise<void> {
-    return this.set(name, 'running');
+  start(name: string, o?: CallOptions): Promise<void> {
+    return this.set(name, 'running', o);
   }
 
-  private set(name: string, power: SimPower): Promise<void> {
+  private set(name: string, power: SimPower, o?: CallOptions): Promise<void> {
     checkDomainName(name);
     return this.serial(() => {
       const s = this.read();
       if (!(name in s.domains)) throw new ToolstackError(['sim', power === 'running' ? 'start' : 'destroy', name], 'no such domain');
       s.domains[name] = power;
       this.write(s);
-    });
+    }, o);
   }
 }

@@ -19,17 +19,22 @@ export interface DomainState {
   startable?: boolean;
 }
 
+/** Per call: aborting the signal kills the command (the request's deadline passed or its client left). */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
 export interface Toolstack {
   /** "xl", "virsh qemu:///system", "sim (simulated host)". */
   readonly describe: string;
   /** Every domain the host knows, with its state. */
-  list(): Promise<DomainState[]>;
+  list(o?: CallOptions): Promise<DomainState[]>;
   /** One domain's state; `missing` only when the host positively does not have it. */
-  state(name: string): Promise<DomainState>;
+  state(name: string, o?: CallOptions): Promise<DomainState>;
   /** Hard power-off (never graceful). May throw; the fencer re-reads the state either way. */
-  destroy(name: string): Promise<void>;
+  destroy(name: string, o?: CallOptions): Promise<void>;
   /** Power on. May throw; the fencer re-reads the state either way. */
-  start(name: string): Promise<void>;
+  start(name: string, o?: CallOptions): Promise<void>;
 }
 
 /** A failed toolstack call: which command, how it ended, what it said. */
@@ -61,13 +66,16 @@ export interface RunResult {
 
 /**
  * Runs one toolstack command: argv array (never a shell), C locale, a timeout
- * after which the child is killed (SIGKILL after a grace period). A timeout or
- * a signal is a ToolstackError; a non-zero exit is returned for the caller to
- * weigh (exit codes are never trusted alone).
+ * after which the child is killed (SIGKILL after a grace period), and the
+ * caller's abort signal, which kills it too. A timeout, an abort or a signal
+ * is a ToolstackError; a non-zero exit is returned for the caller to weigh
+ * (exit codes are never trusted alone).
  */
-export async function run(argv: string[], timeoutMs: number): Promise<RunResult> {
+export async function run(argv: string[], timeoutMs: number, o: CallOptions = {}): Promise<RunResult> {
   const [file, ...args] = argv as [string, ...string[]];
+  if (o.signal?.aborted) throw new ToolstackError(argv, `not run: ${abortReason(o.signal)}`);
   const r = await execa(file, args, {
+    ...(o.signal ? { cancelSignal: o.signal } : {}),
     shell: false,
     reject: false,
     timeout: timeoutMs,
@@ -78,6 +86,7 @@ export async function run(argv: string[], timeoutMs: number): Promise<RunResult>
     maxBuffer: 16 * 1024 * 1024,
   });
   if (r.timedOut) throw new ToolstackError(argv, `timed out after ${timeoutMs} ms (killed)`);
+  if (r.isCanceled) throw new ToolstackError(argv, `killed: ${abortReason(o.signal)}`);
   if (r.failed && r.exitCode === undefined) {
     throw new ToolstackError(argv, r.signal ? `killed by ${r.signal}` : (r.originalMessage || r.shortMessage || "failed to run"));
   }
@@ -85,3 +94,9 @@ export async function run(argv: string[], timeoutMs: number): Promise<RunResult>
 }
 
 export const firstLine = (s: string): string => s.trim().split('\n')[0]?.slice(0, 200) ?? '';
+
+/** The reason an AbortSignal carries, as text. */
+export function abortReason(signal: AbortSignal | undefined): string {
+  const r: unknown = signal?.reason;
+  return r instanceof Error ? r.message : typeof r === 'string' ? r : 'aborted';
+}

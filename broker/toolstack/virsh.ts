@@ -1,7 +1,7 @@
 // libvirt through virsh (any URI: qemu:///system, xen:///system). virsh's error
 // texts and exit codes are not parsed for meaning: existence is decided from
 // `list --all --name`, state from `domstate --reason`.
-import { checkDomainName, firstLine, run, ToolstackError, type DomainState, type Observed, type Toolstack } from './toolstack.js';
+import { checkDomainName, firstLine, run, ToolstackError, type CallOptions, type DomainState, type Observed, type Toolstack } from './toolstack.js';
 
 /** `domstate` words → observed state. Paused, suspended, crashed, in shutdown: not off. */
 export function virshObserved(raw: string): Observed {
@@ -49,42 +49,42 @@ export class VirshToolstack implements Toolstack {
     return [this.command, '--quiet', '-c', this.uri, ...args];
   }
 
-  async list(): Promise<DomainState[]> {
+  async list(o?: CallOptions): Promise<DomainState[]> {
     const argv = [this.command, '-c', this.uri, 'list', '--all'];
-    const r = await run(argv, this.timeoutMs);
+    const r = await run(argv, this.timeoutMs, o);
     if (r.exitCode !== 0) throw new ToolstackError(argv, `exit ${r.exitCode}: ${firstLine(r.stderr)}`);
     return parseVirshList(r.stdout);
   }
 
   /** Whether the host has the domain, from the name list alone. */
-  private async exists(name: string): Promise<boolean | undefined> {
-    const r = await run(this.argv('list', '--all', '--name'), this.timeoutMs);
+  private async exists(name: string, o?: CallOptions): Promise<boolean | undefined> {
+    const r = await run(this.argv('list', '--all', '--name'), this.timeoutMs, o);
     if (r.exitCode !== 0) return undefined;
     return r.stdout.split('\n').some((l) => l.trim() === name);
   }
 
-  async state(name: string): Promise<DomainState> {
+  async state(name: string, o?: CallOptions): Promise<DomainState> {
     checkDomainName(name);
-    const r = await run(this.argv('domstate', '--reason', name), this.timeoutMs);
+    const r = await run(this.argv('domstate', '--reason', name), this.timeoutMs, o);
     const raw = r.stdout.trim();
     if (r.exitCode === 0 && raw) return { name, observed: virshObserved(raw), raw };
     // domstate failed: not found, or something else? Ask the list, not the error text.
-    const exists = await this.exists(name);
+    const exists = await this.exists(name, o);
     if (exists === false) return { name, observed: 'missing', raw: 'not defined on this host' };
     return { name, observed: 'unknown', raw: `domstate exit ${r.exitCode}: ${firstLine(r.stderr) || raw}` };
   }
 
-  async destroy(name: string): Promise<void> {
-    await this.act('destroy', name);
+  async destroy(name: string, o?: CallOptions): Promise<void> {
+    await this.act('destroy', name, o);
   }
 
-  async start(name: string): Promise<void> {
-    await this.act('start', name);
+  async start(name: string, o?: CallOptions): Promise<void> {
+    await this.act('start', name, o);
   }
 
-  private async act(verb: 'destroy' | 'start', name: string): Promise<void> {
+  private async act(verb: 'destroy' | 'start', name: string, o?: CallOptions): Promise<void> {
     const argv = this.argv(verb, checkDomainName(name));
-    const r = await run(argv, this.timeoutMs);
+    const r = await run(argv, this.timeoutMs, o);
     if (r.exitCode !== 0) throw new ToolstackError(argv, `exit ${r.exitCode}: ${firstLine(r.stderr)}`);
   }
 }

@@ -4,7 +4,7 @@
 // current Xen and 2 on older ones, so a failed lookup is settled by the list.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkDomainName, firstLine, run, ToolstackError, type DomainState, type Observed, type Toolstack } from './toolstack.js';
+import { checkDomainName, firstLine, run, ToolstackError, type CallOptions, type DomainState, type Observed, type Toolstack } from './toolstack.js';
 
 /** The six-character flags column (r b p s c d): dying is off; anything else still holds a VM. */
 export function xlObserved(flags: string): Observed {
@@ -69,12 +69,12 @@ export class XlToolstack implements Toolstack {
     this.describe = this.command === 'xl' ? 'xl' : `xl (${this.command})`;
   }
 
-  async list(): Promise<DomainState[]> {
+  async list(o?: CallOptions): Promise<DomainState[]> {
     const argv = [this.command, 'list'];
-    const table = await run(argv, this.timeoutMs);
+    const table = await run(argv, this.timeoutMs, o);
     if (table.exitCode !== 0) throw new ToolstackError(argv, `exit ${table.exitCode}: ${firstLine(table.stderr)}`);
     const rows = parseXlTable(table.stdout);
-    const long = await run([this.command, 'list', '-l'], this.timeoutMs);
+    const long = await run([this.command, 'list', '-l'], this.timeoutMs, o);
     const names = long.exitCode === 0 ? parseXlLong(long.stdout) : undefined;
     return rows.map((row) => {
       const name = names?.get(row.id) ?? row.name;
@@ -88,13 +88,13 @@ export class XlToolstack implements Toolstack {
     return name;
   }
 
-  async state(name: string): Promise<DomainState> {
+  async state(name: string, o?: CallOptions): Promise<DomainState> {
     this.name(name);
-    const r = await run([this.command, 'list', name], this.timeoutMs);
+    const r = await run([this.command, 'list', name], this.timeoutMs, o);
     const row = r.exitCode === 0 ? parseXlTable(r.stdout).find((x) => x.name === name) : undefined;
     if (row) return { name, observed: xlObserved(row.flags), raw: row.flags };
     // Not found by name: settle it from the full list, never from the exit code.
-    const all = await this.list();
+    const all = await this.list(o);
     const same = all.find((d) => d.name === name);
     if (same) return same;
     const moving = all.find((d) => MIGRATION_SUFFIXES.some((s) => d.name === name + s));
@@ -104,9 +104,9 @@ export class XlToolstack implements Toolstack {
     return { name, observed: 'missing', raw: 'not on this host' };
   }
 
-  async destroy(name: string): Promise<void> {
+  async destroy(name: string, o?: CallOptions): Promise<void> {
     const argv = [this.command, 'destroy', this.name(name)];
-    const r = await run(argv, this.timeoutMs);
+    const r = await run(argv, this.timeoutMs, o);
     if (r.exitCode !== 0) throw new ToolstackError(argv, `exit ${r.exitCode}: ${firstLine(r.stderr)}`);
   }
 
@@ -115,9 +115,9 @@ export class XlToolstack implements Toolstack {
     return this.options.domainConfigs?.[name] ?? join(this.options.configDir ?? '/etc/xen', `${name}.cfg`);
   }
 
-  async start(name: string): Promise<void> {
+  async start(name: string, o?: CallOptions): Promise<void> {
     const argv = [this.command, 'create', this.configPath(this.name(name))];
-    const r = await run(argv, this.timeoutMs);
+    const r = await run(argv, this.timeoutMs, o);
     if (r.exitCode !== 0) throw new ToolstackError(argv, `exit ${r.exitCode}: ${firstLine(r.stderr)}`);
   }
 }

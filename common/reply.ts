@@ -1,0 +1,34 @@
+// The broker's reply on the wire (DESIGN.md §10), written once for both ends:
+// the broker builds it, the guest plugin checks it. One JSON line on stdout,
+// then the channel's exit status.
+
+export const POWER_STATES = ['on', 'off', 'unknown'] as const;
+export type PowerState = (typeof POWER_STATES)[number];
+
+/**
+ * What happened, for scripts and the plugin (the message is for people):
+ * - ok: done and verified
+ * - failed: tried, not confirmed (or dropped: deadline passed, requester gone)
+ * - not_found: this host does not have the domain (not proof of off)
+ * - refused: the policy said no (a foreign and a missing domain look alike)
+ * - malformed: the request broke the grammar
+ * - busy: a bound was reached; nothing was done, try again
+ */
+export const REPLY_CODES = ['ok', 'failed', 'not_found', 'refused', 'malformed', 'busy'] as const;
+export type ReplyCode = (typeof REPLY_CODES)[number];
+
+export interface WireReply {
+  ok: boolean;
+  action: string;
+  target: string;
+  state: PowerState;
+  message: string;
+  code: ReplyCode;
+  domains?: string[];
+  request_id: string;
+}
+
+/** Channel exit status: 0 success, 1 failure or refused (busy included), 2 malformed. */
+export type ExitStatus = 0 | 1 | 2;
+
+export const exitStatusOf = (code: ReplyCode): ExitStatus => (code === 'ok' ? 0 : code === 'malformed' ? 2 : 1);
