@@ -23,3 +23,15 @@ export async function fencectl(args: string[]) {
 export async function fenceBroker(args: string[]) {
   return execa('node', [projectPath('dist', 'broker', 'main.js'), ...args], { reject: false, cwd: projectPath() });
 }
+
+/**
+ * Waits for an event the test cannot subscribe to (a line in a file another
+ * process writes): re-checks every 10 ms, fails after a generous bound.
+ */
+export async function until(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -30,30 +30,40 @@ test('reads of one domain in flight at the same time share one toolstack read', 
   t.is(q.activeDomains, 0, 'nothing kept once idle');
 });
 
-test('a power action waits only for the one read running; reads arriving after it wait for it', async (t) => {
+test('a power action waits only for the one read running; reads arriving during it wait for it', async (t) => {
   const q = new DomainQueue({ maxReads: 600, maxPower: 8 });
   const order: string[] = [];
   const first = deferred<string>();
+  const powerHold = deferred();
   let reads = 0;
   const read = () => {
     reads++;
     order.push(`read ${reads}`);
-    return reads === 1 ? first.promise : Promise.resolve('later');
+    return reads === 1 ? first.promise : Promise.resolve('after');
   };
   const early = Array.from({ length: 300 }, () => q.read('vm1', read));
   await drain();
+  let powerRunning = false;
   const power = q.power('vm1', async () => {
     order.push('power');
+    powerRunning = true;
+    await powerHold.promise;
     return 'off';
   });
+  await drain();
+  t.deepEqual(order, ['read 1'], 'the power action waits for the read already running');
+  first.resolve('before');
+  t.deepEqual(await Promise.all(early), early.map(() => 'before'));
+  await drain();
+  t.true(powerRunning);
   const late = Array.from({ length: 300 }, () => q.read('vm1', read));
   await drain();
-  t.deepEqual(order, ['read 1'], 'the power action waits for the read already running, and nothing else starts');
-  first.resolve('before');
+  t.deepEqual(order, ['read 1', 'power'], 'no read starts while the power action runs');
+  powerHold.resolve();
   t.is(await power, 'off');
-  t.deepEqual(await Promise.all(early), early.map(() => 'before'));
-  t.deepEqual(await Promise.all(late), late.map(() => 'later'));
-  t.deepEqual(order, ['read 1', 'power', 'read 2'], '600 reads cost two toolstack reads; the power action went before every read that came after it');
+  t.deepEqual(await Promise.all(late), late.map(() => 'after'));
+  t.deepEqual(order, ['read 1', 'power', 'read 2'], '600 reads cost two toolstack reads');
+  t.is(q.activeDomains, 0);
 });
 
 test('power actions on one domain run one at a time in arrival order; other domains do not wait', async (t) => {
