@@ -148,11 +148,13 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
     let attempts = 0;
     let sessions = 0;
     let idle: NodeJS.Timeout | undefined;
+    let ended = false;
     const armIdle = () => {
       if (idle) clearTimeout(idle);
-      idle = conn.running.size === 0 ? setTimeout(kill, L.idleTimeoutMs) : undefined;
+      idle = conn.running.size === 0 && !ended ? setTimeout(kill, L.idleTimeoutMs) : undefined;
     };
-    client.on('close', () => {
+    conn.socket.once('close', () => {
+      ended = true;
       if (idle) clearTimeout(idle);
     });
     client.on('error', (err) => {

@@ -15,7 +15,8 @@ import type { PolicyEngine } from './policy/engine.js';
 import { loadPolicy } from './policy/load.js';
 import { toolstackFor } from './toolstack/index.js';
 
-const log = pino({ base: { svc: 'fence-broker' } }, pino.destination(2));
+// Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
+const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
 
 async function load(file: string): Promise<{ config: Config; engine: PolicyEngine; identities: IdentityIndex }> {
   const config = loadConfig(file);
@@ -88,8 +89,10 @@ async function main(): Promise<number> {
   });
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    // `on`, not `once`: execa's signal-exit re-raises a signal that has no other
+    // listener left, which would kill the daemon before it shuts down in order.
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
   });
   await door.close();
   audit.flush();

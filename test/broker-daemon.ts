@@ -162,7 +162,9 @@ export async function startDaemon(opts: {
     rssKiB: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]),
     stop: async () => {
       child.kill('SIGTERM');
-      await child;
+      const r = await child;
+      // The daemon must stop by itself on SIGTERM: nothing (a timer, a socket, the log) may hold it.
+      if (r.isForcefullyTerminated || r.exitCode !== 0) throw new Error(`daemon did not stop cleanly on SIGTERM (exit ${r.exitCode}, signal ${r.signal}, forced ${r.isForcefullyTerminated}, ${r.durationMs} ms): ${log.slice(-2000)}`);
     },
   };
 }
