@@ -26,11 +26,14 @@ export async function fenceBroker(args: string[]) {
 
 /**
  * Waits for an event the test cannot subscribe to (a line in a file another
- * process writes): re-checks every 10 ms, fails after a generous bound.
+ * process writes, a slot the daemon frees): re-checks every 10 ms, after
+ * `attempt` if given, and fails after a generous bound.
  */
-export async function until(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
+export async function until(what: string, check: () => boolean, timeoutMs = 60_000, attempt?: () => Promise<void>): Promise<void> {
   const deadline = performance.now() + timeoutMs;
-  while (!check()) {
+  for (;;) {
+    if (attempt) await attempt();
+    if (check()) return;
     if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }

@@ -17,7 +17,8 @@ export function connectAs(d: Daemon, keyName: string, opts: { localAddress?: str
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();
     client.once('ready', () => resolve(client));
-    client.once('error', reject);
+    // Every error (one may follow another as the socket dies) ends in a rejection, never an uncaught one.
+    client.on('error', reject);
     client.once('close', () => reject(new Error('closed before ready')));
     client.connect({
       host: '127.0.0.1',
