@@ -62,8 +62,10 @@ const requestArb = (t: Tenancy): fc.Arbitrary<DecisionInput> => {
         nil: undefined,
         freq: 4,
       }),
+      // The broker's fence-race state: the requester's own domain is being or was just fenced.
+      fenced: fc.boolean(),
     })
-    .map(({ requester, action, target }) => (target === undefined ? { requester, action } : { requester, action, target }));
+    .map(({ requester, action, target, fenced }) => ({ requester, action, ...(target === undefined ? {} : { target }), requester_fenced: fenced }));
 };
 
 /** The rules of DESIGN.md §3–§4 and the foundation issue, stated independently of the Rego. */
@@ -79,6 +81,8 @@ function model(t: Tenancy, r: DecisionInput): { allow: boolean; domains?: string
   const cluster = t.clusters[r.requester.cluster];
   const node = cluster?.nodes[r.requester.node];
   if (!cluster || !node) return { allow: false };
+  // Fence race: the loser may still read, never power.
+  if (r.requester_fenced && ['on', 'off', 'reset'].includes(r.action)) return { allow: false };
   if (listing) return r.target === undefined ? { allow: true, domains: [...cluster.domains].sort() } : { allow: false };
   if (!targeted || r.target === undefined) return { allow: false };
   if (owner !== cluster) return { allow: false };

@@ -32,13 +32,29 @@ export function connectAs(d: Daemon, keyName: string, opts: { localAddress?: str
   });
 }
 
-/** Opens a session and sends `command`; resolves once the broker accepted the exec. */
+const answers = new WeakMap<ssh2.ClientChannel, Promise<Answer>>();
+
+/**
+ * Opens a session and sends `command`; resolves once the broker accepted the
+ * exec. The reply is collected from that moment on (the exit status is an
+ * event, not buffered: listening later could miss it); answerOf() returns it.
+ */
 export function execOn(client: ssh2.Client, command: string): Promise<ssh2.ClientChannel> {
-  return new Promise((resolve, reject) => client.exec(command, (err, channel) => (err ? reject(err) : resolve(channel))));
+  return new Promise((resolve, reject) =>
+    client.exec(command, (err, channel) => {
+      if (err) return reject(err);
+      answers.set(channel, collect(channel));
+      resolve(channel);
+    }),
+  );
 }
 
-/** The reply line and exit status of an exec channel, once it closes. */
+/** The reply line and exit status of a channel opened by execOn, once it closes. */
 export function answerOf(channel: ssh2.ClientChannel): Promise<Answer> {
+  return answers.get(channel) ?? Promise.reject(new Error('not a channel opened by execOn'));
+}
+
+function collect(channel: ssh2.ClientChannel): Promise<Answer> {
   return new Promise((resolve, reject) => {
     let out = '';
     let exitCode: number | undefined;

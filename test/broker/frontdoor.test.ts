@@ -4,7 +4,7 @@
 import test from 'ava';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, type Daemon } from './broker-daemon.js';
+import { startDaemon, type Daemon } from '../broker-daemon.js';
 
 let d: Daemon;
 test.before(async () => {
@@ -111,7 +111,7 @@ test.serial('a key that is not in clusters.yaml is refused', async (t) => {
   t.is(d.sim()['blue-2'], 'running');
 });
 
-test.serial('fence race: two nodes fencing each other at once, exactly one wins', async (t) => {
+test.serial('fence race: two nodes fencing each other at once, exactly one wins; the loser may read, never power', async (t) => {
   const race = await startDaemon({ clusters: { duo: { domains: ['duo-1', 'duo-2'], nodes: { 'duo-1': 'duo-1', 'duo-2': 'duo-2' }, extra: [] } } });
   try {
     const [a, b] = await Promise.all([race.ssh('duo-1', 'off duo-2'), race.ssh('duo-2', 'off duo-1')]);
@@ -121,6 +121,21 @@ test.serial('fence race: two nodes fencing each other at once, exactly one wins'
     t.regex(String(json(loser.stdout).message), /fence_race_lost/);
     const sim = race.sim();
     t.deepEqual(Object.values(sim).sort(), ['running', 'shut off']);
+
+    // The loser may still read (Pacemaker monitors its device from the rebooted node), never power.
+    const loserNode = a.exitCode === 0 ? 'duo-2' : 'duo-1';
+    const winnerDomain = a.exitCode === 0 ? 'duo-1' : 'duo-2';
+    const status = await race.ssh(loserNode, `status ${loserNode}`);
+    t.is(status.exitCode, 0, status.stdout);
+    t.like(json(status.stdout), { ok: true, state: 'off' });
+    t.is((await race.ssh(loserNode, 'list')).exitCode, 0);
+    t.is((await race.ssh(loserNode, 'gethosts')).exitCode, 0);
+    for (const power of [`on ${winnerDomain}`, `off ${winnerDomain}`, `reset ${winnerDomain}`]) {
+      const r = await race.ssh(loserNode, power);
+      t.is(r.exitCode, 1, power);
+      t.regex(String(json(r.stdout).message), /fence_race_lost/, power);
+    }
+    t.deepEqual(Object.values(race.sim()).sort(), ['running', 'shut off'], 'the loser changed nothing');
   } finally {
     await race.stop();
   }
@@ -130,7 +145,7 @@ test.serial('the host key survives a restart (same fingerprint)', async (t) => {
   const first = await startDaemon({ clusters: { g: { domains: ['g-1'], nodes: { 'g-1': 'g-1' } } } });
   await first.stop();
   t.is(statSync(join(first.dir, 'host_ed25519')).mode & 0o777, 0o600);
-  const { loadOrCreateHostKey } = await import('../broker/frontdoor.js');
+  const { loadOrCreateHostKey } = await import('../../broker/frontdoor.js');
   const a = loadOrCreateHostKey(join(first.dir, 'host_ed25519'));
   t.false(a.created);
   const b = loadOrCreateHostKey(join(first.dir, 'host_ed25519'));
