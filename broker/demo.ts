@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import ssh2 from 'ssh2';
 import { isMap, isScalar, parseDocument } from 'yaml';
 import { projectPath } from '../common/paths.js';
+import { generateEd25519 } from './identity/keygen.js';
 
 const repoConfig = projectPath('clusters.yaml');
 const demo = projectPath('.demo');
@@ -19,7 +20,7 @@ const doc = parseDocument(readFileSync(repoConfig, 'utf8'));
 const publicKey = (name: string): string => {
   const file = join(keys, name);
   if (!existsSync(file)) {
-    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: `${name}@fence-broker-demo` });
+    const pair = generateEd25519(`${name}@fence-broker-demo`);
     writeFileSync(file, pair.private, { mode: 0o600 });
     writeFileSync(`${file}.pub`, pair.public + '\n');
   }

@@ -15,6 +15,7 @@ import type { Limits } from './config/load.js';
 import type { Handled, RequestContext } from './broker.js';
 import type { Identity, IdentityIndex } from './identity/index.js';
 import { fingerprintOf } from './identity/keys.js';
+import { generateEd25519 } from './identity/keygen.js';
 
 export interface FrontDoorOptions {
   host: string;
@@ -46,7 +47,7 @@ export function loadOrCreateHostKey(path: string): { key: Buffer; fingerprint: s
   let created = false;
   if (!existsSync(path)) {
     mkdirSync(dirname(path), { recursive: true });
-    const pair = ssh2.utils.generateKeyPairSync('ed25519');
+    const pair = generateEd25519();
     writeFileSync(path, pair.private, { mode: 0o600, flag: 'wx' });
     writeFileSync(`${path}.pub`, pair.public + '\n', { mode: 0o644 });
     chmodSync(path, 0o600);

@@ -25,6 +25,13 @@ async function load(file: string): Promise<{ config: Config; engine: PolicyEngin
 }
 
 async function main(): Promise<number> {
+  // Stop handlers first: until a listener exists, SIGTERM's default action kills
+  // the process outright. `on`, not `once`: execa's signal-exit re-raises a
+  // signal that has no other listener left, killing the daemon mid-shutdown.
+  let stopRequested!: () => void;
+  const stopping = new Promise<void>((resolve) => (stopRequested = resolve));
+  process.on('SIGTERM', () => stopRequested());
+  process.on('SIGINT', () => stopRequested());
   let configPath: string | undefined;
   try {
     configPath = parseArgs({ options: { config: { type: 'string' } }, strict: true }).values.config;
@@ -87,13 +94,7 @@ async function main(): Promise<number> {
       })
       .catch((e: unknown) => log.error({ err: e instanceof Error ? e.message : String(e) }, 'reload failed; keeping the running config and policy'));
   });
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    // `on`, not `once`: execa's signal-exit re-raises a signal that has no other
-    // listener left, which would kill the daemon before it shuts down in order.
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  await stopping;
   await door.close();
   audit.flush();
   log.info('stopped');

@@ -8,6 +8,7 @@ import ssh2 from 'ssh2';
 import { projectPath } from '../common/paths.js';
 import { tempDir } from './helpers.js';
 import { fingerprintOf } from '../common/fingerprint.js';
+import { generateEd25519 } from '../broker/identity/keygen.js';
 
 export interface Daemon {
   dir: string;
@@ -53,7 +54,7 @@ export async function startDaemon(opts: {
       if (parsed instanceof Error || Array.isArray(parsed)) throw new Error(`cannot reuse key ${reuse}`);
       return `${parsed.type} ${parsed.getPublicSSH().toString('base64')} ${name}`;
     }
-    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: name });
+    const pair = generateEd25519(name);
     writeFileSync(keyFile(name), pair.private, { mode: 0o600 });
     return pair.public;
   };

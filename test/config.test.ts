@@ -2,7 +2,7 @@
 // malformed file gives a located error (FILE:LINE:COL) and a non-zero exit from
 // the real `fencectl check`.
 import test from 'ava';
-import { parseConfig } from '../broker/config/load.js';
+import { DEFAULT_LIMITS, parseConfig } from '../broker/config/load.js';
 import { ConfigError } from '../broker/config/errors.js';
 import { policyData } from '../broker/policy/data.js';
 import { fenceBroker, fencectl, newPublicKey, writeTemp } from './helpers.js';
@@ -44,9 +44,14 @@ test('the example config and a generated one are valid; paths resolve beside the
   t.is(c.broker.hostKey, '/etc/fence-broker/keys/host');
   t.deepEqual(c.broker.toolstack, { type: 'sim', state: '/etc/fence-broker/sim.json' });
   t.deepEqual(c.broker.listen, { host: '127.0.0.1', port: 2222 });
-  t.deepEqual(c.broker.timeouts, { commandMs: 10_000, verifyMs: 30_000, fenceRaceMs: 60_000 }, 'default bounds');
+  t.deepEqual(c.broker.timeouts, { commandMs: 10_000, verifyMs: 30_000, fenceRaceMs: 60_000, requestMs: 40_000 }, 'default bounds');
+  t.deepEqual(c.broker.limits, DEFAULT_LIMITS, 'default limits');
   const timed = parseConfig(base({ listen: '127.0.0.1:2222\n  timeouts: { command: 2.5, verify: 60 }' }), 'c.yaml');
-  t.deepEqual(timed.broker.timeouts, { commandMs: 2_500, verifyMs: 60_000, fenceRaceMs: 60_000 });
+  t.deepEqual(timed.broker.timeouts, { commandMs: 2_500, verifyMs: 60_000, fenceRaceMs: 60_000, requestMs: 40_000 });
+  const limited = parseConfig(base({ listen: '127.0.0.1:0\n  timeouts: { request: 20 }\n  limits: { max_connections: 10, max_sessions: 3, handshake_timeout: 2.5 }' }), 'c.yaml');
+  t.is(limited.broker.listen.port, 0, 'port 0: the kernel picks one (printed in the ready line)');
+  t.is(limited.broker.timeouts.requestMs, 20_000);
+  t.like(limited.broker.limits, { maxConnections: 10, maxUnauthenticated: 5, maxSessions: 3, handshakeTimeoutMs: 2_500, maxPerIdentity: 8 }, 'unset max_unauthenticated stays below half of max_connections');
   t.deepEqual(c.clusters.red?.actions, ['status', 'on', 'off', 'reset'], 'actions default to all');
   t.is(c.clusters.red?.nodes['red-a']?.domain, 'red-1');
   t.regex(c.clusters.blue?.nodes['blue-1']?.key.fingerprint ?? '', /^SHA256:[A-Za-z0-9+/]{43}$/);
@@ -80,7 +85,9 @@ const bad: Bad[] = [
   { kind: 'unknown toolstack type', text: base({ toolstack: '    type: vmware' }), line: 5, col: 11, message: /toolstack\.type: must be one of sim, xl, virsh/ },
   { kind: 'virsh without uri', text: base({ toolstack: '    type: virsh' }), line: 5, col: 5, message: /toolstack is missing required key "uri"/ },
   { kind: 'sim with an xl option', text: base({ toolstack: '    type: sim\n    state: s.json\n    uri: qemu:///system' }), line: 7, col: 5, message: /unknown key "uri" in broker\.toolstack/ },
-  { kind: 'listen port out of range', text: base({ listen: '127.0.0.1:70000' }), line: 2, col: 11, message: /port 70000 is not in 1\.\.65535/ },
+  { kind: 'listen port out of range', text: base({ listen: '127.0.0.1:70000' }), line: 2, col: 11, message: /port 70000 is not in 0\.\.65535/ },
+  { kind: 'unauthenticated slots as many as all slots', text: base({ listen: '127.0.0.1:2222\n  limits: { max_connections: 10, max_unauthenticated: 10 }' }), line: 3, col: 55, message: /max_unauthenticated \(10\) must be below max_connections \(10\)/ },
+  { kind: 'unknown limit', text: base({ listen: '127.0.0.1:2222\n  limits: { max_sesions: 3 }' }), line: 3, col: 13, message: /unknown key "max_sesions" in broker\.limits/ },
   { kind: 'listen without port', text: base({ listen: 'localhost' }), line: 2, col: 11, message: /expected host:port/ },
   { kind: "node's domain not owned by its cluster", text: base({ redADomain: 'red-9' }), line: 18, col: 116, message: /its domain red-9 is not among cluster red's domains/ },
   { kind: 'unknown action', text: base({ blueMore: '    actions: [status, destroy]' }), line: 14, col: 23, message: /actions\.1: must be one of status, on, off, reset/ },

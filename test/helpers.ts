@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import ssh2 from 'ssh2';
 import { projectPath } from '../common/paths.js';
+import { generateEd25519 } from '../broker/identity/keygen.js';
 
 export const tempDir = (prefix = 'fb-test-'): string => mkdtempSync(join(tmpdir(), prefix));
 
@@ -14,7 +15,7 @@ export function writeTemp(name: string, text: string): string {
   return file;
 }
 
-export const newPublicKey = (comment = 'test'): string => ssh2.utils.generateKeyPairSync('ed25519', { comment }).public;
+export const newPublicKey = (comment = 'test'): string => generateEd25519(comment).public;
 
 export async function fencectl(args: string[]) {
   return execa('node', [projectPath('dist', 'broker', 'fencectl.js'), ...args], { reject: false, cwd: projectPath() });

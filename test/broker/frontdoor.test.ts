@@ -102,9 +102,9 @@ test.serial('passwords and keyboard-interactive are refused; the host key was cr
 test.serial('a key that is not in clusters.yaml is refused', async (t) => {
   const { execa } = await import('execa');
   const { writeFileSync } = await import('node:fs');
-  const ssh2 = (await import('ssh2')).default;
+  const { generateEd25519 } = await import('../../broker/identity/keygen.js');
   const file = join(d.dir, 'stranger');
-  writeFileSync(file, ssh2.utils.generateKeyPairSync('ed25519').private, { mode: 0o600 });
+  writeFileSync(file, generateEd25519().private, { mode: 0o600 });
   const r = await execa('ssh', ['-p', String(d.port), '-i', file, '-o', `UserKnownHostsFile=${d.knownHosts}`, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-F', '/dev/null', 'blue-1@127.0.0.1', 'off blue-2'], { reject: false });
   t.is(r.exitCode, 255);
   t.regex(r.stderr, /Permission denied \(publickey\)/);

@@ -12,6 +12,7 @@ import ssh2 from 'ssh2';
 import { startDaemon } from '../broker-daemon.js';
 import { until } from '../helpers.js';
 import { closed, connectAs, request } from '../ssh-client.js';
+import { generateEd25519 } from '../../broker/identity/keygen.js';
 
 const TENANTS = {
   blue: { domains: ['blue-1', 'blue-2'], nodes: { 'blue-1': 'blue-1', 'blue-2': 'blue-2' } },
@@ -151,7 +152,7 @@ test('beyond max_connections a socket is closed at once; authentication attempts
     // Five unknown keys offered in one connection: the broker stops listening after three.
     const keys = Array.from({ length: 5 }, (_, i) => {
       const f = join(d.dir, `stranger-${i}`);
-      writeFileSync(f, ssh2.utils.generateKeyPairSync('ed25519').private, { mode: 0o600 });
+      writeFileSync(f, generateEd25519().private, { mode: 0o600 });
       return f;
     });
     const r = await execa(
