@@ -27,7 +27,7 @@ test('OpenSSH reads the private key and derives the same public key line', async
     const pair = generateEd25519(`node-${i}`);
     const file = join(dir, `key-${i}`);
     writeFileSync(file, pair.private, { mode: 0o600 });
-    const r = await execa('ssh-keygen', ['-y', '-f', file], { reject: false });
+    const r = await execa('ssh-keygen', ['-y', '-f', file], { reject: false, stdin: 'ignore', timeout: 30_000 });
     t.is(r.exitCode, 0, r.stderr);
     t.is(String(r.stdout).trim().split(' ').slice(0, 2).join(' '), pair.public.split(' ').slice(0, 2).join(' '));
   }
