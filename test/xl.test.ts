@@ -11,7 +11,7 @@ const xl = (opts: { rc?: 1 | 2; long?: 'json' | 'sxp' } = {}) => {
   const fake = makeDouble('fake-xl');
   fake.setFile('invalid_rc', String(opts.rc ?? 1));
   fake.setFile('long', opts.long ?? 'json');
-  const toolstack = new XlToolstack(2_000, { command: fake.command, configDir: fake.dir });
+  const toolstack = new XlToolstack(30_000, { command: fake.command, configDir: fake.dir });
   return { fake, toolstack, fencer: new Fencer(toolstack, { verifyMs: 1_000, pollMs: 50 }) };
 };
 
@@ -81,7 +81,7 @@ test('on and reset: xl create with the domain\'s absolute config path (per-domai
   const special = join(fake.dir, 'elsewhere.cfg');
   writeFileSync(special, 'name = "blue-2"\n');
   writeFileSync(join(fake.dir, 'blue-1.cfg'), 'name = "blue-1"\n');
-  const toolstack = new XlToolstack(2_000, { command: fake.command, configDir: fake.dir, domainConfigs: { 'blue-2': special } });
+  const toolstack = new XlToolstack(30_000, { command: fake.command, configDir: fake.dir, domainConfigs: { 'blue-2': special } });
   const fencer = new Fencer(toolstack, { verifyMs: 1_000, pollMs: 50 });
   fake.setDomain('blue-1', '3 -b----');
   const reset = await fencer.do('reset', 'blue-1');
