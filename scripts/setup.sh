@@ -23,7 +23,7 @@ echo "setup: tsc" >&2
 # Compiled output of sources that were moved or deleted must not linger (ava
 # would still run a stale test): rebuild the JS from scratch; the policy
 # bundle (dist/policy) is kept, it has its own freshness check.
-find dist -name '*.js' -o -name '*.js.map' 2>/dev/null | xargs -r rm -f
+if [ -d dist ]; then find dist \( -name '*.js' -o -name '*.js.map' \) -delete; fi
 npx tsc -p tsconfig.json
 node scripts/build-plugin.mjs
 
