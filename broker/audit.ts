@@ -1,6 +1,12 @@
-// The audit step: one JSON line per request, accepted, denied or malformed
-// (DESIGN.md §3.5), written synchronously so that nothing is lost.
-import { mkdirSync } from 'node:fs';
+// The audit step (DESIGN.md §3.5): one JSON line per request (accepted,
+// denied, malformed), and before any power action an intent line with the
+// same request id, written and flushed to disk (fsync): no fence without a
+// record. pino formats; the writing is ours, synchronous and unbuffered, so a
+// write that fails throws to the caller at once (the request is then refused,
+// or its reply says the record is missing) instead of being retried for ever
+// behind the daemon's back. Refusals before a request exists are audited too,
+// at most one line per kind every 10 s with a count of those left out.
+import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
 
@@ -20,7 +26,7 @@ export interface AuditRecord {
   reasons: string[];
   policy: { revision: string; sha256: string };
   result: { ok: boolean; state: string; message: string; steps?: string[]; started?: boolean; busy?: boolean; dropped?: boolean } | null;
-  /** The reply code sent (common/reply.ts). */
+  /** The reply code sent (common/wire.ts). */
   code: string;
   /** Set when the client went away before the reply. */
   client_gone?: boolean;
@@ -28,18 +34,79 @@ export interface AuditRecord {
   duration_ms: number;
 }
 
-export interface Audit {
-  write(record: AuditRecord): void;
-  flush(): void;
+/** Written, and on disk, before a power action touches the toolstack. */
+export type IntentRecord = Pick<AuditRecord, 'request_id' | 'peer' | 'fingerprint' | 'cluster' | 'node' | 'action' | 'target' | 'policy'> & { event: 'intent' };
+
+/** Something refused before a request existed (authentication, channel requests, limits). */
+export interface RefusalRecord {
+  event: 'refusal';
+  /** What kind of refusal: auth_unknown_key, channel_refused, no_slot, ... */
+  kind: string;
+  peer: string;
+  [field: string]: unknown;
 }
 
-export function fileAudit(path: string): Audit {
+export interface Audit {
+  /** Writes and fsyncs an intent line; throws when it cannot (then nothing may be done). */
+  intent(record: IntentRecord): void;
+  /** Writes an outcome line; throws when it cannot. */
+  write(record: AuditRecord): void;
+  /** Audits a refusal, at most one line per kind (and channel request) every 10 s; never throws (there is nobody to tell). */
+  refusal(record: RefusalRecord): void;
+  /** A daemon event (start, reload); throws when it cannot be written and flushed. */
+  event(name: string, fields: Record<string, unknown>): void;
+  /** Closes and reopens the file (logrotate moved it). Throws when it cannot. */
+  reopen(): void;
+  close(): void;
+}
+
+/** Opens the audit log for appending; throws (with the cause) when it cannot. */
+export function fileAudit(path: string, onError: (err: Error) => void = () => undefined): Audit {
   mkdirSync(dirname(path), { recursive: true });
-  // sync: every line reaches the file (write(2)) before the reply is sent.
-  const dest = pino.destination({ dest: path, sync: true, append: true, mode: 0o640 });
-  const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, dest);
+  let fd = openSync(path, 'a', 0o640);
+  const sink = {
+    write(line: string): void {
+      const bytes = Buffer.from(line);
+      let off = 0;
+      while (off < bytes.length) off += writeSync(fd, bytes, off);
+    },
+  };
+  const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, sink);
+  const lastRefusal = new Map<string, { at: number; suppressed: number }>();
   return {
-    write: (record) => log.info(record),
-    flush: () => dest.flushSync(),
+    intent(record) {
+      log.info(record);
+      fsyncSync(fd);
+    },
+    write(record) {
+      log.info(record);
+    },
+    refusal(record) {
+      const now = performance.now();
+      const key = `${record.kind}/${String(record.request ?? '')}`;
+      const seen = lastRefusal.get(key);
+      if (seen && now - seen.at < 10_000) {
+        seen.suppressed++;
+        return;
+      }
+      lastRefusal.set(key, { at: now, suppressed: 0 });
+      try {
+        log.info(seen?.suppressed ? { ...record, suppressed_since_last: seen.suppressed } : record);
+      } catch (err) {
+        onError(new Error(`audit: cannot write a refusal line to ${path}`, { cause: err }));
+      }
+    },
+    event(name, fields) {
+      log.info({ event: name, ...fields });
+      fsyncSync(fd);
+    },
+    reopen() {
+      const next = openSync(path, 'a', 0o640);
+      closeSync(fd);
+      fd = next;
+    },
+    close() {
+      closeSync(fd);
+    },
   };
 }

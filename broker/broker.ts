@@ -4,7 +4,7 @@
 // transport's "client gone" signal stop it before it reaches the toolstack.
 // Transport-independent: the SSH front door and tests call handle() alike.
 import { randomUUID } from 'node:crypto';
-import { exitStatusOf, type ExitStatus, type ReplyCode, type WireReply } from '../common/reply.js';
+import { exitStatusOf, type ExitStatus, type ReplyCode, type WireReply } from '../common/wire.js';
 import { parseRequest } from '../common/request.js';
 import type { Audit, AuditRecord } from './audit.js';
 import type { Fencer } from './fencer.js';
@@ -67,7 +67,11 @@ export interface BrokerDeps {
   requestTimeoutMs: number;
   /** Requests of one identity waiting or running (limits.max_queue_per_identity). */
   maxQueuePerIdentity: number;
+  /** Where errors nobody else will see go (the daemon log). */
+  reportError?: (err: Error) => void;
 }
+
+const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 const reply = (base: { action: string; target: string; request_id: string }, code: ReplyCode, fields: Partial<Reply> & { message: string }): Handled => ({
   reply: { ...base, ok: code === 'ok', state: 'unknown', code, ...fields },
@@ -122,7 +126,14 @@ export class Broker {
     record.code = out.reply.code;
     record.exit_code = out.exitCode;
     if (gone?.aborted) record.client_gone = true;
-    this.deps.audit.write(record);
+    try {
+      this.deps.audit.write(record);
+    } catch (err) {
+      // What was done stays done; the client is told the record is missing.
+      const e = new Error(`audit: outcome of request ${id} not written`, { cause: err });
+      this.deps.reportError?.(e);
+      out.reply.message += `; WARNING: the audit log could not be written (${errorText(err)})`;
+    }
     return out;
   }
 
@@ -183,6 +194,21 @@ export class Broker {
       const message = `busy: ${this.deps.maxQueuePerIdentity} requests of this identity already in progress (max_queue_per_identity); nothing was done`;
       record.result = { ok: false, state: 'unknown', message, busy: true };
       return reply(base, 'busy', { message });
+    }
+    // Write-ahead: no power action without a record on disk first.
+    if (req.verb !== 'status') {
+      try {
+        this.deps.audit.intent({
+          event: 'intent', request_id: id, peer: record.peer, fingerprint: record.fingerprint, cluster: record.cluster,
+          node: record.node, action: req.verb, target, policy: record.policy,
+        });
+      } catch (err) {
+        done();
+        this.deps.reportError?.(new Error(`audit: intent of request ${id} not written; refused`, { cause: err }));
+        const message = `refused: the audit log cannot be written (${errorText(err)}); nothing was done`;
+        record.result = { ok: false, state: 'unknown', message };
+        return reply(base, 'failed', { message });
+      }
     }
     const fences = req.verb === 'off' || req.verb === 'reset';
     if (fences) this.deps.race.begin(target);

@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { checkRequest } from '../common/request.js';
 import { nameProblem } from '../common/names.js';
 import { ConfigError, formatLocated } from './config/errors.js';
-import { loadConfig, type Config } from './config/load.js';
+import { loadConfig, locateIn, type Config } from './config/load.js';
 import { checkRego, loadPolicy } from './policy/load.js';
 import type { Requester } from './policy/engine.js';
 import { domainRows, formatDomainTable } from './domains.js';
@@ -48,7 +48,14 @@ async function check(args: string[]): Promise<number> {
     regoProblems.forEach((p) => err(formatLocated(p)));
     return 1;
   }
-  const engine = await loadPolicy(config);
+  let engine;
+  try {
+    engine = await loadPolicy(config);
+  } catch (e) {
+    const cause = e instanceof Error && e.cause instanceof Error ? `: ${e.cause.message}` : '';
+    err(formatLocated(locateIn(config.file, ['broker', 'policy_bundle'], `policy: ${(e as Error).message}${cause}`)));
+    return 1;
+  }
   const clusters = Object.values(config.clusters);
   const domains = clusters.reduce((n, c) => n + c.domains.length, 0);
   const nodes = clusters.reduce((n, c) => n + Object.keys(c.nodes).length, 0);

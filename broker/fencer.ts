@@ -6,7 +6,7 @@
 // run in parallel. A request's signal (deadline, client gone) stops it between
 // toolstack steps and kills the step running.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PowerState } from '../common/reply.js';
+import type { PowerState } from '../common/wire.js';
 import { Busy, DomainQueue, Dropped, type QueueLimits } from './domain-queue.js';
 import { abortReason, checkDomainName, type DomainState, type Toolstack } from './toolstack/toolstack.js';
 

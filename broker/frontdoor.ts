@@ -12,6 +12,7 @@ import { Server as NetServer, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { Logger } from 'pino';
 import type { Limits } from './config/load.js';
+import type { RefusalRecord } from './audit.js';
 import type { Handled, RequestContext } from './broker.js';
 import type { Identity, IdentityIndex } from './identity/index.js';
 import { fingerprintOf } from './identity/keys.js';
@@ -24,8 +25,13 @@ export interface FrontDoorOptions {
   identities: () => IdentityIndex;
   limits: Limits;
   handle: (who: Identity, peer: string, command: string, ctx: RequestContext) => Promise<Handled>;
+  /** Refusals before a request exists (audited, rate-limited by the audit). */
+  refused: (r: RefusalRecord) => void;
   log: Logger;
 }
+
+/** Beyond this an exec command is not even parsed: the channel is refused (the grammar's own limit is far lower). */
+const MAX_COMMAND_BYTES = 1024;
 
 export interface FrontDoor {
   port: number;
@@ -86,24 +92,9 @@ const bump = (m: Map<string, number>, key: string, by: number): void => {
   else m.delete(key);
 };
 
-/** At most one log line per reason every 10 s, with how many were left out: an attack must not flood the log. */
-function rateLimited(log: Logger): (reason: string, fields: Record<string, unknown>) => void {
-  const last = new Map<string, { at: number; suppressed: number }>();
-  return (reason, fields) => {
-    const now = performance.now();
-    const seen = last.get(reason);
-    if (seen && now - seen.at < 10_000) {
-      seen.suppressed++;
-      return;
-    }
-    log.warn({ ...fields, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) }, reason);
-    last.set(reason, { at: now, suppressed: 0 });
-  };
-}
-
 export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
   const L = o.limits;
-  const refuse = rateLimited(o.log);
+  const refuse = (kind: string, peer: string, fields: Record<string, unknown> = {}) => o.refused({ event: 'refusal', kind, peer, ...fields });
   const conns = new Map<string, Conn>(); // by remote address:port
   const unauthBySource = new Map<string, number>();
   let unauthenticated = 0;
@@ -166,12 +157,14 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
     client.on('authentication', (ctx) => {
       attempts++;
       if (attempts > L.maxAuthAttempts) {
-        refuse('too many authentication attempts', { peer });
+        refuse('auth_attempts_exceeded', peer, { max_auth_attempts: L.maxAuthAttempts });
         ctx.reject([]);
         kill();
         return;
       }
       if (ctx.method !== 'publickey') {
+        // "none" is how every client asks which methods exist; anything else is a real attempt.
+        if (ctx.method !== 'none') refuse('auth_method_refused', peer, { method: ctx.method });
         ctx.reject(['publickey']);
         return;
       }
@@ -181,7 +174,13 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
         entry.key.type === ctx.key.algo.replace(/^rsa-sha2-(256|512)$/, 'ssh-rsa') &&
         timingSafeEqual(entry.key.getPublicSSH(), ctx.key.data);
       if (!entry || !sameKey) {
-        o.log.info({ peer, fingerprint: fingerprintOf(ctx.key.data) }, 'unknown key refused');
+        refuse('auth_unknown_key', peer, { fingerprint: fingerprintOf(ctx.key.data), algo: ctx.key.algo });
+        ctx.reject(['publickey']);
+        return;
+      }
+      // RSA keys sign with SHA-2 only (rsa-sha2-256/512); "ssh-rsa" means SHA-1.
+      if (ctx.key.algo === 'ssh-rsa') {
+        refuse('auth_sha1_signature', peer, { fingerprint: entry.identity.fingerprint });
         ctx.reject(['publickey']);
         return;
       }
@@ -191,12 +190,13 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
         return;
       }
       if (!ctx.blob || entry.key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) {
+        refuse('auth_bad_signature', peer, { fingerprint: entry.identity.fingerprint });
         ctx.reject(['publickey']);
         return;
       }
       const full = takeSlot(conn, entry.identity, ctx.key.data);
       if (full) {
-        refuse('connection refused: no slot', { peer, fingerprint: entry.identity.fingerprint, why: full });
+        refuse('no_slot', peer, { fingerprint: entry.identity.fingerprint, why: full });
         ctx.reject([]);
         kill();
         return;
@@ -210,7 +210,7 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
       armIdle();
       client.on('session', (accept, reject) => {
         if (sessions >= L.maxSessions) {
-          refuse('session refused: max_sessions', { peer, max_sessions: L.maxSessions });
+          refuse('channel_refused', peer, { fingerprint: conn.who?.fingerprint, request: 'session', why: `max_sessions (${L.maxSessions})` });
           reject();
           return;
         }
@@ -237,32 +237,60 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
               channel.exit(exitCode);
             }
           } catch (err) {
-            o.log.error({ peer, err: (err as Error).message }, 'request failed');
-            if (!gone.signal.aborted) channel.exit(1);
+            o.log.error({ peer, err }, 'request failed');
+            // The client still gets a reply saying what happened.
+            if (!gone.signal.aborted) {
+              channel.write(JSON.stringify({ ok: false, action: '', target: '', state: 'unknown', code: 'failed', message: 'internal error; nothing is known to have been done; see the broker log', request_id: '' }) + '\n');
+              channel.exit(1);
+            }
           } finally {
             conn.running.delete(gone);
             if (!gone.signal.aborted) channel.end();
             armIdle();
           }
         };
+        const refuseChannel = (request: string, why: string, fields: Record<string, unknown> = {}) =>
+          refuse('channel_refused', peer, { fingerprint: conn.who?.fingerprint, request, why, ...fields });
         session.on('exec', (acceptExec, rejectExec, info) => {
-          if (used) return rejectExec?.();
+          if (used) {
+            refuseChannel('exec', 'second exec on one session');
+            return rejectExec?.();
+          }
+          if (Buffer.byteLength(info.command) > MAX_COMMAND_BYTES) {
+            refuseChannel('exec', `command of ${Buffer.byteLength(info.command)} bytes (max ${MAX_COMMAND_BYTES})`, { command: info.command.slice(0, 80) });
+            return rejectExec?.();
+          }
           used = true;
           void run(info.command, acceptExec());
         });
         // A bare `ssh broker` asks for a shell: answer as a malformed request.
         session.on('shell', (acceptShell, rejectShell) => {
-          if (used) return rejectShell?.();
+          if (used) {
+            refuseChannel('shell', 'second request on one session');
+            return rejectShell?.();
+          }
           used = true;
           void run('', acceptShell());
         });
         for (const ev of ['pty', 'env', 'x11', 'subsystem', 'sftp', 'auth-agent', 'signal'] as const) {
-          session.on(ev as 'pty', (_a: unknown, rejectIt?: () => void) => rejectIt?.());
+          session.on(ev as 'pty', (_a: unknown, rejectIt?: () => void) => {
+            refuseChannel(ev, 'not offered');
+            rejectIt?.();
+          });
         }
       });
-      client.on('tcpip', (_a, rejectIt) => rejectIt());
-      client.on('openssh.streamlocal', (_a, rejectIt) => rejectIt());
-      client.on('request', (_a, rejectIt) => rejectIt?.());
+      client.on('tcpip', (_a, rejectIt) => {
+        refuse('channel_refused', peer, { fingerprint: conn.who?.fingerprint, request: 'direct-tcpip', why: 'no forwarding' });
+        rejectIt();
+      });
+      client.on('openssh.streamlocal', (_a, rejectIt) => {
+        refuse('channel_refused', peer, { fingerprint: conn.who?.fingerprint, request: 'streamlocal', why: 'no forwarding' });
+        rejectIt();
+      });
+      client.on('request', (_a, rejectIt, name) => {
+        refuse('channel_refused', peer, { fingerprint: conn.who?.fingerprint, request: String(name), why: 'no global requests' });
+        rejectIt?.();
+      });
     });
   });
 
@@ -274,12 +302,12 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
     const key = `${source}:${socket.remotePort}`;
     socket.on('error', () => undefined);
     if (unauthenticated >= L.maxUnauthenticated) {
-      refuse('connection refused: max_unauthenticated', { source, max_unauthenticated: L.maxUnauthenticated });
+      refuse('connection_refused', key, { why: `max_unauthenticated (${L.maxUnauthenticated})` });
       socket.destroy();
       return;
     }
     if ((unauthBySource.get(source) ?? 0) >= L.maxUnauthenticatedPerSource) {
-      refuse('connection refused: max_unauthenticated_per_source', { source, max_unauthenticated_per_source: L.maxUnauthenticatedPerSource });
+      refuse('connection_refused', key, { why: `max_unauthenticated_per_source (${L.maxUnauthenticatedPerSource})` });
       socket.destroy();
       return;
     }
@@ -291,7 +319,7 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
     handshakeTimers.set(
       conn,
       setTimeout(() => {
-        refuse('connection closed: handshake_timeout', { source });
+        refuse('handshake_timeout', key, { handshake_timeout_ms: L.handshakeTimeoutMs });
         socket.destroy();
       }, L.handshakeTimeoutMs),
     );

@@ -4,7 +4,7 @@
 // and the policy (a bad reload keeps the running ones); SIGTERM/SIGINT stop it.
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { fileAudit } from './audit.js';
+import { fileAudit, type Audit } from './audit.js';
 import { Broker, FenceRace } from './broker.js';
 import { ConfigError } from './config/errors.js';
 import { loadConfig, type Config } from './config/load.js';
@@ -13,6 +13,8 @@ import { loadOrCreateHostKey, startFrontDoor } from './frontdoor.js';
 import { IdentityIndex } from './identity/index.js';
 import type { PolicyEngine } from './policy/engine.js';
 import { loadPolicy } from './policy/load.js';
+import { POLICIES_DIR, sourceRevision } from './policy/bundle.js';
+import { existsSync } from 'node:fs';
 import { toolstackFor } from './toolstack/index.js';
 
 // Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
@@ -22,6 +24,16 @@ async function load(file: string): Promise<{ config: Config; engine: PolicyEngin
   const config = loadConfig(file);
   const engine = await loadPolicy(config);
   return { config, engine, identities: new IdentityIndex(config) };
+}
+
+/**
+ * The daemon never builds policy: with the project's default bundle, a Rego
+ * edit takes effect only after `npm run build:policy`. Say so when they differ.
+ */
+function warnIfStale(config: Config, loaded: string): void {
+  if (config.broker.policyBundle || !existsSync(POLICIES_DIR)) return;
+  const sources = sourceRevision();
+  if (sources !== loaded) log.warn({ loaded, sources }, 'policies/ differ from the loaded bundle; run `npm run build:policy`, then reload');
 }
 
 async function main(): Promise<number> {
@@ -54,7 +66,16 @@ async function main(): Promise<number> {
   }
   const { config } = state;
   const toolstack = toolstackFor(config);
-  const audit = fileAudit(config.broker.auditLog);
+  // The audit log must take a flushed line before anything is served: no fence without a record.
+  let audit: Audit;
+  try {
+    audit = fileAudit(config.broker.auditLog, (err) => log.error({ err }, 'audit write failed'));
+    audit.event('start', { pid: process.pid, policy: state.engine.revision, config: config.file });
+  } catch (e) {
+    log.error({ err: e }, 'cannot write the audit log');
+    process.stderr.write(`fence-broker: refusing to start: audit log ${config.broker.auditLog} cannot be appended to: ${(e as Error).message}\n`);
+    return 2;
+  }
   const broker = new Broker({
     policy: () => state.engine,
     fencer: new Fencer(toolstack, {
@@ -66,6 +87,7 @@ async function main(): Promise<number> {
     race: new FenceRace(config.broker.timeouts.fenceRaceMs),
     requestTimeoutMs: config.broker.timeouts.requestMs,
     maxQueuePerIdentity: config.broker.limits.maxQueuePerIdentity,
+    reportError: (err) => log.error({ err }, err.message),
   });
   const door = await startFrontDoor({
     host: config.broker.listen.host,
@@ -74,29 +96,43 @@ async function main(): Promise<number> {
     identities: () => state.identities,
     limits: config.broker.limits,
     handle: (who, peer, command, ctx) => broker.handle(who, peer, command, ctx),
+    refused: (r) => audit.refusal(r),
     log,
   });
+  warnIfStale(state.config, state.engine.revision);
   log.info(
     { listen: `${config.broker.listen.host}:${door.port}`, host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog },
     'fence-broker ready',
   );
 
   process.on('SIGHUP', () => {
+    // logrotate: the old file was moved away; appends go to a new one from now on.
+    try {
+      audit.reopen();
+    } catch (e) {
+      log.error({ err: e }, 'audit log reopen failed; still writing to the previous file');
+    }
     load(configPath)
       .then((next) => {
         if (JSON.stringify(next.config.broker) !== JSON.stringify(config.broker)) {
           log.warn('broker settings changed; they take effect on restart (clusters, keys and policy are reloaded now)');
         }
         state = next;
+        warnIfStale(next.config, next.engine.revision);
         // In the same tick as the swap: no request on a revoked key can start in between.
         const revoked = door.revoke();
         log.info({ policy: next.engine.revision, connections_closed: revoked }, 'reloaded');
       })
-      .catch((e: unknown) => log.error({ err: e instanceof Error ? e.message : String(e) }, 'reload failed; keeping the running config and policy'));
+      .catch((e: unknown) => log.error({ err: e }, 'reload failed; keeping the running config and policy'));
   });
   await stopping;
   await door.close();
-  audit.flush();
+  try {
+    audit.event('stop', { pid: process.pid });
+    audit.close();
+  } catch (e) {
+    log.error({ err: e }, 'audit log: stop line not written');
+  }
   log.info('stopped');
   return 0;
 }

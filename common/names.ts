@@ -18,3 +18,16 @@ export function nameProblem(value: unknown): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * Why a name that passes the pattern is still never a tenant domain, or
+ * undefined: names a toolstack reads as something else. xl and virsh take a
+ * bare number as a domain id; virsh resolves a UUID (with or without dashes)
+ * before a name; Domain-0 is Xen's control domain.
+ */
+export function reservedDomainProblem(name: string): string | undefined {
+  if (/^[0-9]+$/.test(name)) return 'a bare number is a domain id to xl and virsh, not a name';
+  if (/^domain-0$/i.test(name)) return "Domain-0 is Xen's control domain, never a tenant domain";
+  if (/^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i.test(name)) return 'UUID-shaped: virsh resolves a UUID before a name';
+  return undefined;
+}

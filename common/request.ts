@@ -1,15 +1,9 @@
 // The request grammar of the broker's SSH exec channel (DESIGN.md §10), shared
 // by the broker (which parses what arrives) and the guest plugin (which builds
-// what it sends): `VERB [DOMAIN]`, printable ASCII, single line.
+// what it sends): `VERB [DOMAIN]`, printable ASCII, single line. The verbs
+// themselves are part of the wire contract (wire.ts).
 import { nameProblem } from './names.js';
-
-export const LIST_VERBS = ['gethosts', 'list'] as const;
-export const TARGET_VERBS = ['status', 'on', 'off', 'reset'] as const;
-export const VERBS = [...LIST_VERBS, ...TARGET_VERBS] as const;
-
-export type ListVerb = (typeof LIST_VERBS)[number];
-export type TargetVerb = (typeof TARGET_VERBS)[number];
-export type Verb = ListVerb | TargetVerb;
+import { LIST_VERBS, TARGET_VERBS, VERBS, type ListVerb, type TargetVerb } from './wire.js';
 
 export type Request = { verb: ListVerb } | { verb: TargetVerb; target: string };
 

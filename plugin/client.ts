@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import ssh2 from 'ssh2';
 import { fingerprintOf, FINGERPRINT_PATTERN } from '../common/fingerprint.js';
 import { isValidName } from '../common/names.js';
-import { REPLY_CODES, type WireReply } from '../common/reply.js';
+import { POWER_STATES, REPLY_CODES, type WireReply } from '../common/wire.js';
 import { formatRequest, type Request } from '../common/request.js';
 
 /** What both faces configure, whatever their option syntax. */
@@ -53,18 +53,72 @@ export function checkClientOptions(o: ClientOptions): void {
   if (!(o.timeoutMs > 0)) throw new OptionError('timeout must be positive');
 }
 
+const isOneOf = <T extends string>(list: readonly T[], v: unknown): v is T => typeof v === 'string' && (list as readonly string[]).includes(v);
+
+/**
+ * Checks a broker's reply against the request that was sent (DESIGN.md §3.6):
+ * the wire contract's shape, the same action and target, a known state; names
+ * of a list must match the name pattern (others are dropped with a warning).
+ * Success also needs exit status 0. Returns the reply, or why it is not trusted.
+ */
+export function checkReply(request: Request, raw: unknown, exitCode: number, warn: (s: string) => void): Omit<Reply, 'broker' | 'exitCode'> | string {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'not a JSON object';
+  const r = raw as Record<string, unknown>;
+  const target = 'target' in request ? request.target : '';
+  if (typeof r.ok !== 'boolean') return '"ok" is not a boolean';
+  if (typeof r.message !== 'string') return '"message" is not a string';
+  if (!isOneOf(REPLY_CODES, r.code)) return `unknown code ${JSON.stringify(r.code)}`;
+  if (r.action !== request.verb) return `action ${JSON.stringify(r.action)} does not match the request's ${request.verb}`;
+  if (r.target !== target) return `target ${JSON.stringify(r.target)} does not match the request's ${JSON.stringify(target)}`;
+  if (!isOneOf(POWER_STATES, r.state)) return `state ${JSON.stringify(r.state)} is not one of ${POWER_STATES.join(', ')}`;
+  if (r.ok && r.code !== 'ok') return `ok with code ${r.code}`;
+  if (r.ok && exitCode !== 0) return `ok with exit status ${exitCode}`;
+  if (r.ok && request.verb === 'status' && r.state === 'unknown') return 'status ok without a state';
+  let domains: string[] | undefined;
+  if (request.verb === 'list' || request.verb === 'gethosts') {
+    if (r.ok && !Array.isArray(r.domains)) return 'a list without "domains"';
+    domains = [];
+    for (const d of Array.isArray(r.domains) ? r.domains : []) {
+      if (isValidName(d)) domains.push(d);
+      else warn(`fence_broker: WARNING: dropped a domain name off the pattern from the broker's list: ${JSON.stringify(d).slice(0, 80)}\n`);
+    }
+  }
+  return {
+    ok: r.ok,
+    action: request.verb,
+    target,
+    state: r.state,
+    message: r.message.slice(0, 2000),
+    code: r.code,
+    ...(typeof r.request_id === 'string' ? { request_id: r.request_id } : {}),
+    ...(domains ? { domains } : {}),
+  };
+}
+
+/** The private key file, read and parsed: a missing or unparseable one fails before any connection. */
+export function loadIdentity(file: string): Buffer | string {
+  let key: Buffer;
+  try {
+    key = readFileSync(file);
+  } catch (err) {
+    return `cannot read identity file ${file}: ${(err as Error).message}`;
+  }
+  const parsed = ssh2.utils.parseKey(key);
+  if (parsed instanceof Error) return `identity file ${file} is not a usable private key: ${parsed.message}`;
+  if (Array.isArray(parsed) || !parsed.isPrivateKey()) return `identity file ${file} holds no private key`;
+  return key;
+}
+
+const stderrWarn = (s: string) => void process.stderr.write(s);
+
 /** Sends one request to one broker; never throws: failures are replies with code "unreachable". */
-export function send(o: ClientOptions, broker: { host: string; port: number }, request: Request): Promise<Reply> {
+export function send(o: ClientOptions, broker: { host: string; port: number }, request: Request, warn: (s: string) => void = stderrWarn): Promise<Reply> {
   const where = `${broker.host}:${broker.port}`;
   const command = formatRequest(request);
   const target = 'target' in request ? request.target : '';
   const fail = (message: string): Reply => ({ ok: false, action: request.verb, target, state: 'unknown', message: `${where}: ${message}`, code: 'unreachable', broker: where, exitCode: -1 });
-  let privateKey: Buffer;
-  try {
-    privateKey = readFileSync(o.identityFile);
-  } catch (err) {
-    return Promise.resolve(fail(`cannot read identity file ${o.identityFile}: ${(err as Error).message}`));
-  }
+  const privateKey = loadIdentity(o.identityFile);
+  if (typeof privateKey === 'string') return Promise.resolve(fail(privateKey));
   return new Promise((resolve) => {
     const conn = new ssh2.Client();
     let out = '';
@@ -90,14 +144,14 @@ export function send(o: ClientOptions, broker: { host: string; port: number }, r
         stream.on('exit', (code: number | null) => (exitCode = code ?? -1));
         stream.on('close', () => {
           const line = out.split('\n').find((l) => l.trim().startsWith('{'));
+          let raw: unknown;
           try {
-            const r = JSON.parse(line ?? '') as Omit<Reply, 'broker' | 'exitCode'>;
-            if (typeof r.ok !== 'boolean' || typeof r.message !== 'string') throw new Error('reply lacks ok/message');
-            if (!(REPLY_CODES as readonly string[]).includes(r.code)) throw new Error(`unknown reply code ${JSON.stringify(r.code)}`);
-            finish({ ...r, ok: r.ok === true && exitCode === 0, broker: where, exitCode });
-          } catch (e) {
-            finish(fail(`unreadable reply (${(e as Error).message}): ${out.slice(0, 200)}`));
+            raw = JSON.parse(line ?? '');
+          } catch {
+            return finish(fail(`unreadable reply: ${JSON.stringify(out.slice(0, 200))}`));
           }
+          const checked = checkReply(request, raw, exitCode, warn);
+          finish(typeof checked === 'string' ? fail(`reply not trusted: ${checked}`) : { ...checked, broker: where, exitCode });
         });
       });
     });

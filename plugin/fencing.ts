@@ -2,7 +2,7 @@
 // its own broker (DESIGN.md §4, migration): every broker is asked, and a domain
 // one host does not have is not thereby off. Both plugin faces call only this.
 import { checkRequest, type Request } from '../common/request.js';
-import { send, type ClientOptions, type Reply } from './client.js';
+import { loadIdentity, send, type ClientOptions, type Reply } from './client.js';
 
 export interface Outcome {
   ok: boolean;
@@ -53,5 +53,8 @@ export function combine(action: Action, replies: Reply[]): Outcome {
 export async function run(o: ClientOptions, action: Action, target?: string): Promise<Outcome> {
   const checked = checkRequest(action, target);
   if (!checked.ok) return { ok: false, state: 'unknown', message: checked.error };
+  // A missing or unusable key fails at once, before any broker is dialled.
+  const key = loadIdentity(o.identityFile);
+  if (typeof key === 'string') return { ok: false, state: 'unknown', message: key };
   return combine(action, await askAll(o, checked.request));
 }

@@ -21,7 +21,10 @@ export interface Daemon {
   /** The broker's host key fingerprint, SHA256:..., for the plugin to pin. */
   fingerprint: string;
   ssh(keyName: string, command: string | undefined, extra?: string[]): Promise<{ exitCode: number | undefined; stdout: string; stderr: string }>;
+  /** The request outcome lines of the audit log (event "request"). */
   audit(): Record<string, unknown>[];
+  /** Every audit line: start, intent, request, refusal, stop. */
+  auditAll(): Record<string, unknown>[];
   sim(): Record<string, string>;
   /** Resolves when the daemon's log (stderr), from now on, has a line matching `re`. */
   waitLog(re: RegExp, timeoutMs?: number): Promise<string>;
@@ -38,6 +41,10 @@ export async function startDaemon(opts: {
   clusters: Record<string, { domains: string[]; nodes: Record<string, string>; extra?: string[] }>;
   admins?: string[];
   toolstack?: string;
+  /** Where the audit log goes (default: audit.jsonl in the temp dir). */
+  auditLog?: string;
+  /** Environment of the daemon (added to this process's). */
+  env?: Record<string, string>;
   simDomains?: Record<string, string>;
   extraBroker?: string[];
   /** Node or admin name → an existing private key file to use instead of a new key. */
@@ -63,7 +70,7 @@ export async function startDaemon(opts: {
     '  listen: 127.0.0.1:0',
     '  host_key: host_ed25519',
     `  toolstack: ${opts.toolstack ?? '{ type: sim, state: sim.json }'}`,
-    '  audit_log: audit.jsonl',
+    `  audit_log: ${opts.auditLog ?? 'audit.jsonl'}`,
     ...(opts.extraBroker ?? []),
     'clusters:',
   ];
@@ -80,7 +87,7 @@ export async function startDaemon(opts: {
   if (opts.simDomains) writeFileSync(join(dir, 'sim.json'), JSON.stringify({ domains: opts.simDomains }));
 
   const config = join(dir, 'clusters.yaml');
-  const child = execa('node', [projectPath('dist', 'broker', 'main.js'), '--config', config], { reject: false, buffer: false, stderr: 'pipe' });
+  const child = execa('node', [projectPath('dist', 'broker', 'main.js'), '--config', config], { reject: false, buffer: false, stderr: 'pipe', ...(opts.env ? { env: opts.env } : {}) });
   let log = '';
   const watchers = new Set<{ from: number; re: RegExp; hit: (line: string) => void }>();
   const scan = () => {
@@ -125,6 +132,11 @@ export async function startDaemon(opts: {
   writeFileSync(knownHosts, `[127.0.0.1]:${port} ${readFileSync(join(dir, 'host_ed25519.pub'), 'utf8')}`);
   chmodSync(knownHosts, 0o644);
   const hostPub = readFileSync(join(dir, 'host_ed25519.pub'), 'utf8').trim().split(/\s+/)[1] ?? '';
+  const auditAll = () =>
+    readFileSync(opts.auditLog ?? join(dir, 'audit.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   return {
     dir,
     port,
@@ -147,11 +159,8 @@ export async function startDaemon(opts: {
       );
       return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
     },
-    audit: () =>
-      readFileSync(join(dir, 'audit.jsonl'), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    audit: () => auditAll().filter((l) => l.event === 'request'),
+    auditAll,
     sim: () => (JSON.parse(readFileSync(join(dir, 'sim.json'), 'utf8')) as { domains: Record<string, string> }).domains,
     waitLog: (re, timeoutMs) => waitLog(re, timeoutMs),
     reload: async (edit) => {

@@ -10,8 +10,11 @@ export interface Located {
 export const formatLocated = (e: Located): string => `${e.file}:${e.line}:${e.col}: ${e.message}`;
 
 export class ConfigError extends Error {
-  constructor(readonly problems: Located[]) {
-    super(problems.map(formatLocated).join('\n'));
+  constructor(
+    readonly problems: Located[],
+    options?: { cause?: unknown },
+  ) {
+    super(problems.map(formatLocated).join('\n'), options);
     this.name = 'ConfigError';
   }
 }

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import * as tar from 'tar';
 import { projectPath } from '../../common/paths.js';
+import { verifyBundle } from './signature.js';
 
 export const ENTRYPOINT = 'fencing/decision';
 export const POLICIES_DIR = projectPath('policies');
@@ -57,21 +58,38 @@ export async function buildBundle(out: string = DEFAULT_BUNDLE, dir: string = PO
   return revision;
 }
 
-export async function readBundle(path: string): Promise<Bundle> {
+/** Every regular file of a bundle tarball, by name without the leading slash. */
+async function readFiles(path: string): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
   await tar.t({
     file: path,
     onReadEntry: (entry) => {
-      const name = entry.path.replace(/^\/+/, '');
-      if (name !== 'policy.wasm' && name !== '.manifest') {
+      if (entry.type !== 'File') {
         entry.resume();
         return;
       }
+      const name = entry.path.replace(/^\/+/, '');
       const chunks: Buffer[] = [];
       entry.on('data', (c: Buffer) => chunks.push(c));
       entry.on('end', () => files.set(name, Buffer.concat(chunks)));
     },
   });
+  return files;
+}
+
+/**
+ * Reads a prebuilt bundle. With a verification key (PEM), the bundle must be
+ * signed (OPA's .signatures.json) by it and every file must match its signed
+ * hash; anything else is refused.
+ */
+export async function readBundle(path: string, verificationKey?: string): Promise<Bundle> {
+  let files: Map<string, Buffer>;
+  try {
+    files = await readFiles(path);
+  } catch (err) {
+    throw new Error(`${path}: cannot read the policy bundle`, { cause: err });
+  }
+  if (verificationKey !== undefined) await verifyBundle(files, verificationKey, path);
   const wasm = files.get('policy.wasm');
   const manifest = files.get('.manifest');
   if (!wasm) throw new Error(`${path}: no policy.wasm in the bundle`);

@@ -1,14 +1,27 @@
-// Config → a ready PolicyEngine: the configured bundle, or the project's own
-// (rebuilt when policies/ changed), loaded with the data derived from the config.
+// Config → a ready PolicyEngine: a prebuilt bundle (broker.policy_bundle, or
+// the project's own built by setup), verified against
+// broker.policy_verification_key when one is configured, loaded with the data
+// derived from the config. Nothing here builds or compiles: the root daemon
+// only ever loads what was built and reviewed elsewhere.
+import { readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import type { Config } from '../config/load.js';
 import type { Located } from '../config/errors.js';
-import { currentBundle, findOpa, POLICIES_DIR, readBundle } from './bundle.js';
+import { DEFAULT_BUNDLE, findOpa, POLICIES_DIR, readBundle } from './bundle.js';
 import { policyData } from './data.js';
 import { PolicyEngine } from './engine.js';
 
 export async function loadPolicy(config: Config): Promise<PolicyEngine> {
-  const bundle = config.broker.policyBundle ? await readBundle(config.broker.policyBundle) : await currentBundle();
+  const path = config.broker.policyBundle ?? DEFAULT_BUNDLE;
+  let key: string | undefined;
+  if (config.broker.policyVerificationKey) {
+    try {
+      key = readFileSync(config.broker.policyVerificationKey, 'utf8');
+    } catch (err) {
+      throw new Error(`policy verification key ${config.broker.policyVerificationKey} cannot be read`, { cause: err });
+    }
+  }
+  const bundle = await readBundle(path, key);
   return PolicyEngine.load(bundle, policyData(config));
 }
 

@@ -2,7 +2,7 @@
 // (xl, virsh, sim), and the shared way they run commands. Executors only read
 // and act; what counts as "fenced" is decided by the fencer (broker/fencer.ts).
 import { execa } from 'execa';
-import { nameProblem } from '../../common/names.js';
+import { nameProblem, reservedDomainProblem } from '../../common/names.js';
 
 /** What the toolstack says about one domain, normalised. */
 export type Observed = 'running' | 'stopped' | 'missing' | 'unknown';
@@ -50,10 +50,11 @@ export class ToolstackError extends Error {
 
 /**
  * Names reach a toolstack argv only through this check: the project's name
- * pattern, and not a bare number (xl and virsh read those as domain ids).
+ * pattern, and nothing a toolstack reads as something else (a domain id, a
+ * UUID, the control domain).
  */
 export function checkDomainName(name: string): string {
-  const problem = nameProblem(name) ?? (/^[0-9]+$/.test(name) ? 'a bare number is a domain id, not a name' : undefined);
+  const problem = nameProblem(name) ?? reservedDomainProblem(name);
   if (problem) throw new ToolstackError(['(refused)', name.slice(0, 80)], `invalid domain name: ${problem}`);
   return name;
 }

@@ -1,6 +1,16 @@
-// The broker's reply on the wire (DESIGN.md §10), written once for both ends:
-// the broker builds it, the guest plugin checks it. One JSON line on stdout,
-// then the channel's exit status.
+// The wire contract of the broker's SSH exec channel (DESIGN.md §10), written
+// once for both ends: the verbs a request may use, the reply (one JSON line on
+// stdout) with its codes and power states, and the channel's exit status. The
+// broker builds replies from it, the guest plugin checks them against it; the
+// request grammar (parsing, formatting) is in request.ts.
+
+export const LIST_VERBS = ['gethosts', 'list'] as const;
+export const TARGET_VERBS = ['status', 'on', 'off', 'reset'] as const;
+export const VERBS = [...LIST_VERBS, ...TARGET_VERBS] as const;
+
+export type ListVerb = (typeof LIST_VERBS)[number];
+export type TargetVerb = (typeof TARGET_VERBS)[number];
+export type Verb = ListVerb | TargetVerb;
 
 export const POWER_STATES = ['on', 'off', 'unknown'] as const;
 export type PowerState = (typeof POWER_STATES)[number];

@@ -1,0 +1,137 @@
+// The rules a schema cannot express, across entries: one owner per domain,
+// one identity per key, node domains owned, names a toolstack would read as
+// something else, key strength, limits that contradict each other, the
+// listen address. Every problem located; then the Config is assembled.
+import { dirname, resolve } from 'node:path';
+import { reservedDomainProblem } from '../../common/names.js';
+import { parsePublicKey, type PublicKey } from '../identity/keys.js';
+import type { Located } from './errors.js';
+import { ConfigError } from './errors.js';
+import { where, type Locator, type Path } from './locate.js';
+import { ALL_ACTIONS, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type ClusterConfig, type Config, type Limits, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
+
+/** The rules that span entries: one owner per domain, one identity per key, node domains owned. */
+export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
+  const problems: Located[] = [];
+  const base = dirname(abs);
+  const owner = new Map<string, string>();
+  const keyUser = new Map<string, string>();
+
+  const takeKey = (path: Path, who: string, line: string): PublicKey | undefined => {
+    const key = parsePublicKey(line);
+    if (typeof key === 'string') {
+      problems.push(loc.value(path, `${where(path)}: malformed public key (${key})`));
+      return undefined;
+    }
+    const previous = keyUser.get(key.blob);
+    if (previous) {
+      problems.push(loc.value(path, `${where(path)}: key ${key.fingerprint} is already used by ${previous}; each key identifies exactly one node or admin`));
+    } else {
+      keyUser.set(key.blob, who);
+    }
+    return key;
+  };
+
+  const clusters: Record<string, ClusterConfig> = {};
+  for (const [cname, c] of Object.entries(raw.clusters)) {
+    c.domains.forEach((d, i) => {
+      const reserved = reservedDomainProblem(d);
+      if (reserved) problems.push(loc.value(['clusters', cname, 'domains', i], `domain ${d}: ${reserved}`));
+      const first = owner.get(d);
+      if (first !== undefined) {
+        problems.push(loc.value(['clusters', cname, 'domains', i], `domain ${d} is owned by cluster ${first} already; a domain has one owner`));
+      } else {
+        owner.set(d, cname);
+      }
+    });
+    const nodes: Record<string, NodeConfig> = {};
+    for (const [nname, n] of Object.entries(c.nodes)) {
+      const path = ['clusters', cname, 'nodes', nname];
+      const key = takeKey([...path, 'key'], `node ${cname}/${nname}`, n.key);
+      const domain = n.domain ?? nname;
+      if (!c.domains.includes(domain)) {
+        problems.push(
+          n.domain !== undefined
+            ? loc.value([...path, 'domain'], `node ${cname}/${nname}: its domain ${domain} is not among cluster ${cname}'s domains`)
+            : loc.key(['clusters', cname, 'nodes'], nname, `node ${cname}/${nname}: no domain named ${nname} in cluster ${cname}'s domains (set "domain:" if the VM has another name)`),
+        );
+      }
+      if (key) nodes[nname] = { name: nname, key, domain };
+    }
+    clusters[cname] = {
+      name: cname,
+      domains: [...c.domains],
+      nodes,
+      actions: c.actions ? [...c.actions] : [...ALL_ACTIONS],
+      allowSelfOff: c.allow_self_off ?? false,
+    };
+  }
+
+  const admins: Record<string, AdminConfig> = {};
+  for (const [aname, a] of Object.entries(raw.admins ?? {})) {
+    const key = takeKey(['admins', aname, 'key'], `admin ${aname}`, a.key);
+    if (key) admins[aname] = { name: aname, key };
+  }
+
+  const listen = parseListen(raw.broker.listen);
+  if (typeof listen === 'string') problems.push(loc.value(['broker', 'listen'], `broker.listen: ${listen}`));
+
+  const limits = readLimits(raw.broker.limits ?? {});
+  if (limits.maxUnauthenticated >= limits.maxConnections) {
+    problems.push(
+      loc.value(['broker', 'limits', 'max_unauthenticated'], `broker.limits.max_unauthenticated (${limits.maxUnauthenticated}) must be below max_connections (${limits.maxConnections}), or unauthenticated sockets could take every slot`),
+    );
+  }
+
+  if (problems.length || typeof listen === 'string') throw new ConfigError(problems);
+
+  const toolstack: ToolstackConfig =
+    raw.broker.toolstack.type === 'sim'
+      ? { type: 'sim', state: resolve(base, raw.broker.toolstack.state) }
+      : raw.broker.toolstack;
+  return {
+    file: abs,
+    broker: {
+      listen,
+      hostKey: resolve(base, raw.broker.host_key),
+      auditLog: resolve(base, raw.broker.audit_log),
+      policyBundle: raw.broker.policy_bundle === undefined ? undefined : resolve(base, raw.broker.policy_bundle),
+      policyVerificationKey: raw.broker.policy_verification_key === undefined ? undefined : resolve(base, raw.broker.policy_verification_key),
+      toolstack,
+      timeouts: {
+        commandMs: (raw.broker.timeouts?.command ?? DEFAULT_TIMEOUTS.commandMs / 1000) * 1000,
+        verifyMs: (raw.broker.timeouts?.verify ?? DEFAULT_TIMEOUTS.verifyMs / 1000) * 1000,
+        fenceRaceMs: (raw.broker.timeouts?.fence_race ?? DEFAULT_TIMEOUTS.fenceRaceMs / 1000) * 1000,
+        requestMs: (raw.broker.timeouts?.request ?? DEFAULT_TIMEOUTS.requestMs / 1000) * 1000,
+      },
+      limits,
+    },
+    clusters,
+    admins,
+  };
+}
+
+/**
+ * Limits from clusters.yaml (already schema-checked), defaults filled in. An
+ * unset max_unauthenticated is kept below half of max_connections, so that
+ * authenticated clients always have slots.
+ */
+function readLimits(raw: Record<string, number>): Limits {
+  const out = { ...DEFAULT_LIMITS };
+  for (const [field, [key, unit]] of Object.entries(LIMIT_KEYS) as [keyof Limits, [string, 'count' | 'seconds']][]) {
+    const v = raw[key];
+    if (v !== undefined) out[field] = unit === 'seconds' ? v * 1000 : v;
+  }
+  if (raw.max_unauthenticated === undefined) out.maxUnauthenticated = Math.min(DEFAULT_LIMITS.maxUnauthenticated, Math.max(1, Math.floor(out.maxConnections / 2)));
+  return out;
+}
+
+function parseListen(listen: string): { host: string; port: number } | string {
+  const cut = listen.lastIndexOf(':');
+  const host = listen.slice(0, cut).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(listen.slice(cut + 1));
+  // Port 0: the kernel picks one, printed in the ready line (tests use it).
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return `port ${listen.slice(cut + 1)} is not in 0..65535`;
+  return { host, port };
+}
+

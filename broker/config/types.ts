@@ -1,0 +1,149 @@
+// The validated configuration: what the rest of the broker reads (clusters.yaml
+// after loading and cross-checks), with its defaults. Types and defaults only.
+import type { PublicKey } from '../identity/keys.js';
+
+export const ALL_ACTIONS = ['status', 'on', 'off', 'reset'] as const;
+export type PowerAction = (typeof ALL_ACTIONS)[number];
+
+export type ToolstackConfig =
+  | { type: 'sim'; state: string }
+  | { type: 'xl'; command?: string; config_dir?: string; domain_configs?: Record<string, string> }
+  | { type: 'virsh'; uri: string; command?: string };
+
+export interface Timeouts {
+  /** One toolstack call, ms; the child is killed after it. */
+  commandMs: number;
+  /** Waiting for a domain to be confirmed off or running, ms. */
+  verifyMs: number;
+  /** How long a fenced node's power requests are refused, ms. */
+  fenceRaceMs: number;
+  /**
+   * Deadline of one request, from its arrival to its reply, ms: below
+   * Pacemaker's default stonith-timeout (60 s), so the cluster hears an
+   * answer before it gives up. Nothing touches the toolstack after it.
+   */
+  requestMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = { commandMs: 10_000, verifyMs: 30_000, fenceRaceMs: 60_000, requestMs: 40_000 };
+
+/** Bounds of the front door and the request queues (README, "Limits"). */
+export interface Limits {
+  /** All TCP connections. */
+  maxConnections: number;
+  /** Connections that have not proven a key yet (sshd's MaxStartups). */
+  maxUnauthenticated: number;
+  /** ...of those, from one source address. */
+  maxUnauthenticatedPerSource: number;
+  /** Authenticated connections of one key. */
+  maxPerIdentity: number;
+  /** Authenticated connections of all the nodes of one cluster. */
+  maxPerCluster: number;
+  /** Open session channels on one connection (sshd's MaxSessions). */
+  maxSessions: number;
+  maxAuthAttempts: number;
+  /** Absolute bound from accept to authenticated; bytes trickled in do not extend it. */
+  handshakeTimeoutMs: number;
+  /** An authenticated connection with no request running is closed after this. */
+  idleTimeoutMs: number;
+  /** Requests of one identity waiting or running; beyond: busy. */
+  maxQueuePerIdentity: number;
+  /** Reads (status) of one domain waiting or running; beyond: busy. */
+  maxReadsPerDomain: number;
+  /** Power actions of one domain waiting or running; beyond: busy. Separate from reads, so reads never crowd out a fence. */
+  maxPowerPerDomain: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxConnections: 256,
+  maxUnauthenticated: 64,
+  maxUnauthenticatedPerSource: 8,
+  maxPerIdentity: 8,
+  maxPerCluster: 32,
+  maxSessions: 10,
+  maxAuthAttempts: 6,
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 30_000,
+  maxQueuePerIdentity: 32,
+  maxReadsPerDomain: 64,
+  maxPowerPerDomain: 8,
+};
+
+/** clusters.yaml's snake_case key of each limit, and whether it is in seconds. */
+export const LIMIT_KEYS: Record<keyof Limits, [string, 'count' | 'seconds']> = {
+  maxConnections: ['max_connections', 'count'],
+  maxUnauthenticated: ['max_unauthenticated', 'count'],
+  maxUnauthenticatedPerSource: ['max_unauthenticated_per_source', 'count'],
+  maxPerIdentity: ['max_per_identity', 'count'],
+  maxPerCluster: ['max_per_cluster', 'count'],
+  maxSessions: ['max_sessions', 'count'],
+  maxAuthAttempts: ['max_auth_attempts', 'count'],
+  handshakeTimeoutMs: ['handshake_timeout', 'seconds'],
+  idleTimeoutMs: ['idle_timeout', 'seconds'],
+  maxQueuePerIdentity: ['max_queue_per_identity', 'count'],
+  maxReadsPerDomain: ['max_reads_per_domain', 'count'],
+  maxPowerPerDomain: ['max_power_per_domain', 'count'],
+};
+
+export interface NodeConfig {
+  name: string;
+  key: PublicKey;
+  /** The node's own domain (default: its name). */
+  domain: string;
+}
+
+export interface ClusterConfig {
+  name: string;
+  domains: string[];
+  nodes: Record<string, NodeConfig>;
+  actions: PowerAction[];
+  allowSelfOff: boolean;
+}
+
+export interface AdminConfig {
+  name: string;
+  key: PublicKey;
+}
+
+export interface Config {
+  /** Absolute path of the file read; relative paths inside resolve against its folder. */
+  file: string;
+  broker: {
+    listen: { host: string; port: number };
+    hostKey: string;
+    auditLog: string;
+    policyBundle: string | undefined;
+    /** PEM public key: when set, the bundle must be signed by it (OPA's .signatures.json). */
+    policyVerificationKey: string | undefined;
+    toolstack: ToolstackConfig;
+    timeouts: Timeouts;
+    limits: Limits;
+  };
+  clusters: Record<string, ClusterConfig>;
+  admins: Record<string, AdminConfig>;
+}
+
+/** The raw shape the schema guarantees (before cross-checks). */
+export interface RawConfig {
+  broker: {
+    listen: string;
+    host_key: string;
+    audit_log: string;
+    policy_bundle?: string;
+    policy_verification_key?: string;
+    toolstack: ToolstackConfig;
+    timeouts?: { command?: number; verify?: number; fence_race?: number; request?: number };
+    limits?: Record<string, number>;
+  };
+  clusters: Record<
+    string,
+    {
+      domains: string[];
+      nodes: Record<string, { key: string; domain?: string }>;
+      actions?: PowerAction[];
+      allow_self_off?: boolean;
+    }
+  >;
+  admins?: Record<string, { key: string }>;
+}
+
