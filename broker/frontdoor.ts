@@ -5,7 +5,7 @@
 // connection is counted from its first moment — unauthenticated ones overall
 // and per source address, authenticated ones per identity and per cluster —
 // and every timeout destroys the socket. Revocation is immediate (§3.9).
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
 import { Server as NetServer, type Socket } from 'node:net';
@@ -46,26 +46,40 @@ export interface FrontDoor {
 }
 
 /**
- * The host key: created (ed25519, 0600) on first start, reused after. A key
- * readable by group or others is refused, as sshd does.
+ * The host key: created (ed25519, 0600) on first start, reused after. It is
+ * generated with node:crypto and checked to parse before it is written (ssh2's
+ * own generator makes about one key in 256 unusable). A symlink, or a key
+ * readable by group or others, is refused, as sshd does.
  */
 export function loadOrCreateHostKey(path: string): { key: Buffer; fingerprint: string; created: boolean } {
   let created = false;
-  if (!existsSync(path)) {
+  if (!existsSync(path) && !isSymlink(path)) {
     mkdirSync(dirname(path), { recursive: true });
     const pair = generateEd25519();
+    const check = ssh2.utils.parseKey(pair.private);
+    if (check instanceof Error || Array.isArray(check)) throw new Error(`generated host key does not parse: ${check instanceof Error ? check.message : 'several keys'}`);
     writeFileSync(path, pair.private, { mode: 0o600, flag: 'wx' });
     writeFileSync(`${path}.pub`, pair.public + '\n', { mode: 0o644 });
     chmodSync(path, 0o600);
     created = true;
   }
-  const mode = statSync(path).mode & 0o777;
+  const st = lstatSync(path);
+  if (st.isSymbolicLink()) throw new Error(`host key ${path} is a symlink; it must be a regular file`);
+  const mode = st.mode & 0o777;
   if (mode & 0o077) throw new Error(`host key ${path} is accessible by group or others (mode ${mode.toString(8)}); chmod 600 it`);
   const key = readFileSync(path);
   const parsed = ssh2.utils.parseKey(key);
   if (parsed instanceof Error || Array.isArray(parsed)) throw new Error(`host key ${path}: ${parsed instanceof Error ? parsed.message : 'several keys'}`);
   return { key, fingerprint: fingerprintOf(parsed.getPublicSSH()), created };
 }
+
+const isSymlink = (path: string): boolean => {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+};
 
 /** One TCP connection, from accept to close. */
 interface Conn {

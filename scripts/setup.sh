@@ -12,6 +12,8 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   echo "setup: npm ci" >&2
   npm ci --no-audit --no-fund >&2
 fi
+# Our patches to dependencies (patches/, applied by npm's postinstall): make sure they are in.
+grep -q 'fence-broker patch' node_modules/ssh2/lib/protocol/Protocol.js || npx patch-package >&2
 
 # Debian packages and services for the real-component tests (root only; CI is root).
 bash scripts/system-setup.sh

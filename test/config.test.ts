@@ -5,9 +5,21 @@ import test from 'ava';
 import { DEFAULT_LIMITS, parseConfig } from '../broker/config/load.js';
 import { ConfigError } from '../broker/config/errors.js';
 import { policyData } from '../broker/policy/data.js';
-import { fenceBroker, fencectl, newPublicKey, writeTemp } from './helpers.js';
+import { execa } from 'execa';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fenceBroker, fencectl, newPublicKey, tempDir, writeTemp } from './helpers.js';
 
 const k = Array.from({ length: 6 }, (_, i) => newPublicKey(`k${i}`));
+
+/** An RSA public key line of `bits`, made by the real ssh-keygen. */
+async function rsaKey(bits: number): Promise<string> {
+  const file = join(tempDir('fb-rsa-'), 'k');
+  await execa('ssh-keygen', ['-q', '-t', 'rsa', '-b', String(bits), '-N', '', '-C', `rsa${bits}`, '-f', file], { stdin: 'ignore' });
+  return readFileSync(`${file}.pub`, 'utf8').trim();
+}
+const rsa2048 = await rsaKey(2048);
+const rsa3072 = await rsaKey(3072);
 
 // Line numbers below refer to this text (line 1 = "broker:"; the default
 // toolstack takes lines 5-6).
@@ -92,6 +104,9 @@ const bad: Bad[] = [
   { kind: "node's domain not owned by its cluster", text: base({ redADomain: 'red-9' }), line: 18, col: 116, message: /its domain red-9 is not among cluster red's domains/ },
   { kind: 'unknown action', text: base({ blueMore: '    actions: [status, destroy]' }), line: 14, col: 23, message: /actions\.1: must be one of status, on, off, reset/ },
   { kind: 'same domain twice in one cluster', text: base({ blueDomains: 'blue-1, blue-2, blue-1' }), line: 10, col: 31, message: /duplicate entry/ },
+  { kind: 'domain named Domain-0', text: base({ redDomains: 'red-1, Domain-0' }), line: 16, col: 22, message: /domain Domain-0: Domain-0 is Xen's control domain/ },
+  { kind: 'UUID-shaped domain name', text: base({ redDomains: 'red-1, 4b1c2a3e-9f0d-4c1b-8a2e-1f2e3d4c5b6a' }), line: 16, col: 22, message: /UUID-shaped: virsh resolves a UUID before a name/ },
+  { kind: 'RSA key shorter than 3072 bits', text: base({ opsKey: rsa2048 }), line: 20, col: 15, message: /an RSA key of 2048 bits; at least 3072 are required/ },
   { kind: 'domain named by a bare number', text: base({ redDomains: 'red-1, "42"' }), line: 16, col: 22, message: /domain 42: a bare number is a domain id/ },
   { kind: 'xl config path not absolute', text: base({ toolstack: '    type: xl\n    domain_configs: { blue-1: blue-1.cfg }' }), line: 6, col: 31, message: /domain_configs\.blue-1: "blue-1\.cfg" must match \^\// },
   { kind: 'wrong type', text: base({ blueMore: '    allow_self_off: "yes"' }), line: 14, col: 21, message: /allow_self_off: must be boolean/ },
@@ -108,6 +123,10 @@ for (const b of bad) {
     t.is(first?.slice(0, file.length + 1 + `${b.line}:${b.col}:`.length), `${file}:${b.line}:${b.col}:`, r.stderr);
   });
 }
+
+test('an RSA key of 3072 bits is accepted', (t) => {
+  t.notThrows(() => parseConfig(base({ opsKey: rsa3072 }), 'c.yaml'));
+});
 
 test('every problem in a file is reported, not only the first', (t) => {
   const text = base({ opsKey: k[0], redDomains: 'red-1, blue-1' });
