@@ -15,7 +15,7 @@ import type { Limits } from './config/load.js';
 import type { RefusalRecord } from './audit.js';
 import type { Handled, RequestContext } from './broker.js';
 import type { Identity, IdentityIndex } from './identity/index.js';
-import { fingerprintOf } from './identity/keys.js';
+import { fingerprintOf, signatureProblem } from './identity/keys.js';
 import { generateEd25519 } from './identity/keygen.js';
 
 export interface FrontDoorOptions {
@@ -192,9 +192,9 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
         ctx.reject(['publickey']);
         return;
       }
-      // RSA keys sign with SHA-2 only (rsa-sha2-256/512); "ssh-rsa" means SHA-1.
-      if (ctx.key.algo === 'ssh-rsa') {
-        refuse('auth_sha1_signature', peer, { fingerprint: entry.identity.fingerprint });
+      const weak = signatureProblem(ctx.key.algo, ctx.hashAlgo);
+      if (weak) {
+        refuse('auth_weak_signature', peer, { fingerprint: entry.identity.fingerprint, why: weak });
         ctx.reject(['publickey']);
         return;
       }

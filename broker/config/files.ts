@@ -33,6 +33,9 @@ const statOrUndefined = (path: string): Stats | undefined => {
   }
 };
 
+/** "group", "others" or "group and others": who may write, by the mode bits. */
+const writers = (mode: number): string => [mode & 0o020 ? 'group' : '', mode & 0o002 ? 'others' : ''].filter(Boolean).join(' and ');
+
 function ownerProblem(st: Stats, uid: number): string | undefined {
   return st.uid === 0 || st.uid === uid ? undefined : `owned by uid ${st.uid}, neither root nor the broker's user (uid ${uid})`;
 }
@@ -64,7 +67,7 @@ export function fileProblems(config: Config, defaultBundle: string, uid: number 
       const say = (m: string) => problems.push({ key: f.key, message: `${f.what} ${path}: ${m}` });
       if (f.hostKey && st.isSymbolicLink()) say('is a symlink; the host key must be a regular file');
       else if (!st.isFile() && !st.isSymbolicLink()) say('is not a regular file');
-      if (st.mode & 0o022) say(`is writable by ${st.mode & 0o020 ? 'group' : 'others'} (mode ${(st.mode & 0o777).toString(8)}); chmod go-w`);
+      if (st.mode & 0o022) say(`is writable by ${writers(st.mode)} (mode ${(st.mode & 0o777).toString(8)}); chmod go-w`);
       const owner = f.hostKey ? (st.uid === uid ? undefined : `owned by uid ${st.uid}, not the broker's user (uid ${uid})`) : ownerProblem(st, uid);
       if (owner) say(owner);
     }
@@ -76,7 +79,7 @@ export function fileProblems(config: Config, defaultBundle: string, uid: number 
         if (d) {
           const sticky = (d.mode & 0o1000) !== 0;
           if (d.mode & 0o022 && !sticky) {
-            problems.push({ key: f.key, message: `directory ${dir} above the ${f.what} is writable by ${d.mode & 0o020 ? 'group' : 'others'} (mode ${(d.mode & 0o777).toString(8)}); chmod go-w` });
+            problems.push({ key: f.key, message: `directory ${dir} above the ${f.what} is writable by ${writers(d.mode)} (mode ${(d.mode & 0o777).toString(8)}); chmod go-w` });
           }
           const owner = ownerProblem(d, uid);
           if (owner) problems.push({ key: f.key, message: `directory ${dir} above the ${f.what} is ${owner}` });

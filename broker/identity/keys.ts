@@ -34,3 +34,14 @@ export function parsePublicKey(line: string): PublicKey | string {
   const b64 = blob.toString('base64');
   return { type: key.type, text: `${key.type} ${b64}`, blob: b64, fingerprint: fingerprintOf(blob) };
 }
+
+/**
+ * Whether a public-key signature's algorithm is acceptable: RSA keys must sign
+ * with SHA-2 (rsa-sha2-256/512); "ssh-rsa" signatures are SHA-1 and refused.
+ * ssh2 reports an RSA key's type as "ssh-rsa" and the hash apart.
+ */
+export function signatureProblem(keyType: string, hashAlgo: string | undefined): string | undefined {
+  if (keyType === 'ssh-dss') return 'DSA signatures are refused';
+  if (keyType === 'ssh-rsa' && hashAlgo !== 'sha256' && hashAlgo !== 'sha512') return 'SHA-1 (ssh-rsa) signatures are refused; use rsa-sha2-256/512';
+  return undefined;
+}
