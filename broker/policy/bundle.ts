@@ -68,7 +68,7 @@ async function readFiles(path: string): Promise<Map<string, Buffer>> {
         entry.resume();
         return;
       }
-      const name = entry.path.replace(/^\/+/, '');
+      const name = entry.path.replace(/^(\.?\/)+/, '');
       const chunks: Buffer[] = [];
       entry.on('data', (c: Buffer) => chunks.push(c));
       entry.on('end', () => files.set(name, Buffer.concat(chunks)));
