@@ -69,7 +69,7 @@ export function loadOrCreateHostKey(path: string): { key: Buffer; fingerprint: s
   if (mode & 0o077) throw new Error(`host key ${path} is accessible by group or others (mode ${mode.toString(8)}); chmod 600 it`);
   const key = readFileSync(path);
   const parsed = ssh2.utils.parseKey(key);
-  if (parsed instanceof Error || Array.isArray(parsed)) throw new Error(`host key ${path}: ${parsed instanceof Error ? parsed.message : 'several keys'}`);
+  if (parsed instanceof Error || Array.isArray(parsed)) throw new Error(`host key ${path}: ${parsed instanceof Error ? parsed.message : 'several keys'}`, { cause: parsed });
   return { key, fingerprint: fingerprintOf(parsed.getPublicSSH()), created };
 }
 
@@ -164,7 +164,7 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
       if (idle) clearTimeout(idle);
     });
     client.on('error', (err) => {
-      o.log.debug({ peer, err: err.message }, 'client error');
+      o.log.debug({ peer, err }, 'client error');
       kill();
     });
 

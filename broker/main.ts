@@ -61,7 +61,8 @@ async function main(): Promise<number> {
     state = await load(configPath);
     hostKey = loadOrCreateHostKey(state.config.broker.hostKey);
   } catch (e) {
-    process.stderr.write(e instanceof ConfigError ? `${e.message}\nfence-broker: refusing to start: invalid config\n` : `fence-broker: refusing to start: ${(e as Error).message}\n`);
+    const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : '';
+    process.stderr.write(e instanceof ConfigError ? `${e.message}\nfence-broker: refusing to start: invalid config\n` : `fence-broker: refusing to start: ${(e as Error).message}${cause}\n`);
     return 2;
   }
   const { config } = state;

@@ -55,7 +55,7 @@ export class PolicyEngine {
     try {
       policy = await loadPolicy(bundle.wasm);
     } catch (err) {
-      throw new Error(`policy ${bundle.revision}: cannot load policy.wasm: ${String(err)}`);
+      throw new Error(`policy ${bundle.revision}: cannot load policy.wasm: ${String(err)}`, { cause: err });
     }
     if (!Object.prototype.hasOwnProperty.call(policy.entrypoints, ENTRYPOINT)) {
       throw new Error(`policy ${bundle.revision}: no entrypoint ${ENTRYPOINT}`);
@@ -64,7 +64,7 @@ export class PolicyEngine {
       // A JSON ArrayBuffer is parsed inside wasm: several times faster than an object for big data.
       policy.setData(new TextEncoder().encode(JSON.stringify(data)).buffer as ArrayBuffer);
     } catch (err) {
-      throw new Error(`policy ${bundle.revision}: cannot set data: ${String(err)}`);
+      throw new Error(`policy ${bundle.revision}: cannot set data: ${String(err)}`, { cause: err });
     }
     return new PolicyEngine(policy, bundle.revision, bundle.sha256);
   }
