@@ -183,11 +183,6 @@ export class Broker {
       return reply(base, 'refused', { message });
     }
 
-    if (req.verb === 'list' || req.verb === 'gethosts') {
-      const domains = decision.domains ?? [];
-      return reply(base, 'ok', { message: `${domains.length} domains`, domains });
-    }
-
     // Bounded per identity: one tenant cannot queue without limit.
     const done = this.admit(who);
     if (!done) {
@@ -195,6 +190,22 @@ export class Broker {
       record.result = { ok: false, state: 'unknown', message, busy: true };
       return reply(base, 'busy', { message });
     }
+    if (req.verb === 'list' || req.verb === 'gethosts') {
+      // The policy says which domains the caller may see; the toolstack, which of them this host has.
+      let listed;
+      try {
+        listed = await this.deps.fencer.list(decision.domains ?? [], { signal });
+      } finally {
+        done();
+      }
+      if (!listed.ok) {
+        record.result = { ok: false, state: 'unknown', message: listed.message };
+        return reply(base, 'failed', { message: listed.message });
+      }
+      record.result = { ok: true, state: 'unknown', message: `${listed.domains.length} domains on this host` };
+      return reply(base, 'ok', { message: `${listed.domains.length} domains on this host`, domains: listed.domains, states: listed.states });
+    }
+
     // Write-ahead: no power action without a record on disk first.
     if (req.verb !== 'status') {
       try {

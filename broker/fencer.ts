@@ -57,13 +57,37 @@ function note(steps: string[], step: string): void {
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
+/** `p`, unless `signal` fires first (then its reason is thrown). */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error(abortReason(signal)));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error(abortReason(signal)));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
 /** Observed toolstack state → the three-valued answer. Missing is "unknown" here; callers say "not found". */
 export function powerOf(s: DomainState): PowerState {
   return s.observed === 'running' ? 'on' : s.observed === 'stopped' ? 'off' : 'unknown';
 }
 
+/** list / gethosts: which of the wanted domains this host has, with their states, or why the host could not say. */
+export type ListResult = { ok: true; domains: string[]; states: Record<string, PowerState> } | { ok: false; message: string };
+
 export class Fencer {
   private readonly queue: DomainQueue;
+  /** The one host-wide list read in flight, shared by every list request meanwhile. */
+  private listing: Promise<DomainState[]> | undefined;
 
   constructor(
     private readonly toolstack: Toolstack,
@@ -93,6 +117,41 @@ export class Fencer {
       else throw err;
     }
     return { ...result, action, target, steps, durationMs: Math.round(performance.now() - t0) };
+  }
+
+  /**
+   * The wanted domains (the policy's view of the caller's) that this host
+   * really has, with their states, from one toolstack list. A toolstack that
+   * cannot be read fails it: a dead hypervisor must not look like a working
+   * fencing device. Reads of the list in flight together share one call.
+   */
+  async list(wanted: readonly string[], ctx: FenceContext = {}): Promise<ListResult> {
+    if (!this.listing) {
+      const shared = this.toolstack.list();
+      this.listing = shared;
+      void shared.then(
+        () => undefined,
+        () => undefined,
+      ).finally(() => {
+        if (this.listing === shared) this.listing = undefined;
+      });
+    }
+    let all: DomainState[];
+    try {
+      all = await (ctx.signal ? raceAbort(this.listing, ctx.signal) : this.listing);
+    } catch (err) {
+      return { ok: false, message: `the hypervisor did not answer: ${errorText(err)}` };
+    }
+    const byName = new Map(all.map((d) => [d.name, d]));
+    const domains: string[] = [];
+    const states: Record<string, PowerState> = {};
+    for (const name of wanted) {
+      const d = byName.get(name);
+      if (!d || d.observed === 'missing') continue;
+      domains.push(name);
+      states[name] = powerOf(d);
+    }
+    return { ok: true, domains: domains.sort(), states };
   }
 
   private power(action: Exclude<FenceAction, 'status'>, target: string, steps: string[], signal: AbortSignal | undefined): Promise<Outcome> {

@@ -34,7 +34,10 @@ export interface WireReply {
   state: PowerState;
   message: string;
   code: ReplyCode;
+  /** list / gethosts: the caller's domains this host really has, by name (read from the toolstack). */
   domains?: string[];
+  /** list / gethosts: each listed domain's power state, from the same toolstack read. */
+  states?: Record<string, PowerState>;
   request_id: string;
 }
 

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import ssh2 from 'ssh2';
 import { fingerprintOf, FINGERPRINT_PATTERN } from '../common/fingerprint.js';
 import { isValidName } from '../common/names.js';
-import { POWER_STATES, REPLY_CODES, type WireReply } from '../common/wire.js';
+import { POWER_STATES, REPLY_CODES, type PowerState, type WireReply } from '../common/wire.js';
 import { formatRequest, type Request } from '../common/request.js';
 
 /** What both faces configure, whatever their option syntax. */
@@ -16,6 +16,9 @@ export interface ClientOptions {
   identityFile: string;
   /** The brokers' host keys, "SHA256:..." as `ssh-keygen -lf` prints them; any other is refused. */
   hostKeyFingerprints: string[];
+  /** From connect to an authenticated session (login_timeout). */
+  loginTimeoutMs: number;
+  /** From the request sent to its answer (broker_timeout): longer than the broker's own deadline. */
   timeoutMs: number;
 }
 
@@ -28,7 +31,13 @@ export interface Reply extends Omit<WireReply, 'code' | 'request_id'> {
 }
 
 export const DEFAULT_PORT = 2222;
-export const DEFAULT_TIMEOUT_S = 60;
+/**
+ * The clocks nest (README, "Timeouts"): the broker answers within its request
+ * deadline (40 s); the plugin waits 45 s for that answer after at most 5 s of
+ * connect and login, so it ends by 50 s, before Pacemaker's stonith-timeout (60 s).
+ */
+export const DEFAULT_TIMEOUT_S = 45;
+export const DEFAULT_LOGIN_TIMEOUT_S = 5;
 
 export class OptionError extends Error {}
 
@@ -51,6 +60,7 @@ export function checkClientOptions(o: ClientOptions): void {
   }
   if (!isValidName(o.user)) throw new OptionError(`user ${JSON.stringify(o.user)} is not a valid name`);
   if (!(o.timeoutMs > 0)) throw new OptionError('timeout must be positive');
+  if (!(o.loginTimeoutMs > 0)) throw new OptionError('login timeout must be positive');
 }
 
 const isOneOf = <T extends string>(list: readonly T[], v: unknown): v is T => typeof v === 'string' && (list as readonly string[]).includes(v);
@@ -75,6 +85,7 @@ export function checkReply(request: Request, raw: unknown, exitCode: number, war
   if (r.ok && exitCode !== 0) return `ok with exit status ${exitCode}`;
   if (r.ok && request.verb === 'status' && r.state === 'unknown') return 'status ok without a state';
   let domains: string[] | undefined;
+  let states: Record<string, PowerState> | undefined;
   if (request.verb === 'list' || request.verb === 'gethosts') {
     if (r.ok && !Array.isArray(r.domains)) return 'a list without "domains"';
     domains = [];
@@ -82,6 +93,9 @@ export function checkReply(request: Request, raw: unknown, exitCode: number, war
       if (isValidName(d)) domains.push(d);
       else warn(`fence_broker: WARNING: dropped a domain name off the pattern from the broker's list: ${JSON.stringify(d).slice(0, 80)}\n`);
     }
+    // States only for listed names, only from the contract's three; anything else is unknown.
+    const raw = typeof r.states === 'object' && r.states !== null ? (r.states as Record<string, unknown>) : {};
+    states = Object.fromEntries(domains.map((d) => [d, isOneOf(POWER_STATES, raw[d]) ? raw[d] : 'unknown'])) as Record<string, PowerState>;
   }
   return {
     ok: r.ok,
@@ -92,6 +106,7 @@ export function checkReply(request: Request, raw: unknown, exitCode: number, war
     code: r.code,
     ...(typeof r.request_id === 'string' ? { request_id: r.request_id } : {}),
     ...(domains ? { domains } : {}),
+    ...(states ? { states } : {}),
   };
 }
 
@@ -116,7 +131,8 @@ export function send(o: ClientOptions, broker: { host: string; port: number }, r
   const where = `${broker.host}:${broker.port}`;
   const command = formatRequest(request);
   const target = 'target' in request ? request.target : '';
-  const fail = (message: string): Reply => ({ ok: false, action: request.verb, target, state: 'unknown', message: `${where}: ${message}`, code: 'unreachable', broker: where, exitCode: -1 });
+  // The broker's address is added once, where replies are summarised (fencing.ts).
+  const fail = (message: string): Reply => ({ ok: false, action: request.verb, target, state: 'unknown', message, code: 'unreachable', broker: where, exitCode: -1 });
   const privateKey = loadIdentity(o.identityFile);
   if (typeof privateKey === 'string') return Promise.resolve(fail(privateKey));
   return new Promise((resolve) => {
@@ -132,9 +148,12 @@ export function send(o: ClientOptions, broker: { host: string; port: number }, r
       conn.end();
       resolve(r);
     };
-    const timer = setTimeout(() => finish(fail(`no answer within ${o.timeoutMs} ms`)), o.timeoutMs);
+    // Two clocks: connect and login, then the answer (which the broker bounds by its own, shorter, deadline).
+    let timer = setTimeout(() => finish(fail(`no login within ${o.loginTimeoutMs} ms`)), o.loginTimeoutMs);
     conn.on('error', (err) => finish(fail(hostKeyBad || err.message)));
     conn.on('ready', () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => finish(fail(`no answer within ${o.timeoutMs} ms`)), o.timeoutMs);
       conn.exec(command, (err, stream) => {
         if (err) return finish(fail(err.message));
         stream.on('data', (b: Buffer) => {
@@ -160,7 +179,7 @@ export function send(o: ClientOptions, broker: { host: string; port: number }, r
       port: broker.port,
       username: o.user,
       privateKey,
-      readyTimeout: o.timeoutMs,
+      readyTimeout: o.loginTimeoutMs,
       // Host key pinning: anything but the configured fingerprint ends the connection.
       hostVerifier: (key: Buffer) => {
         const seen = fingerprintOf(key);

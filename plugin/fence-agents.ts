@@ -11,7 +11,7 @@ const ACTIONS = ['on', 'off', 'reboot', 'status', 'list', 'list-status', 'monito
 type Action = (typeof ACTIONS)[number];
 
 /** Names fence-agents accepts for the same option (stdin and flags). */
-const ALIASES: Record<string, string> = { port: 'plug', ipaddr: 'ip', login: 'username', 'meta-data': 'metadata' };
+const ALIASES: Record<string, string> = { port: 'plug', ipaddr: 'ip', login: 'username', 'meta-data': 'metadata', power_timeout: 'broker_timeout', 'power-timeout': 'broker_timeout' };
 /** Sent by Pacemaker; not ours to use. */
 const SILENT = new Set(['nodename']);
 
@@ -78,6 +78,8 @@ function parseFlags(argv: string[]): OptionValues {
       'identity-file': { type: 'string', short: 'k' },
       'host-key-fingerprint': { type: 'string' },
       'broker-timeout': { type: 'string' },
+      'power-timeout': { type: 'string' },
+      'login-timeout': { type: 'string' },
     },
   });
   const v: OptionValues = {};
@@ -140,13 +142,10 @@ export async function fenceAgents(argv: string[], stdin: () => Promise<string>, 
         err(`Failed: ${r.message}\n`);
         return 1;
       }
-      for (const d of r.domains ?? []) {
-        if (action === 'list') out(`${d},\n`);
-        else {
-          const s = await run(options, 'status', d);
-          out(`${d},,${s.ok ? s.state : 'UNKNOWN'}\n`);
-        }
-      }
+      // One list request carries every domain's state: no request per domain.
+      // As fence-agents prints it: on / off, else UNKNOWN.
+      const shown = (d: string) => (r.states?.[d] === 'on' || r.states?.[d] === 'off' ? r.states[d] : 'UNKNOWN');
+      for (const d of r.domains ?? []) out(action === 'list' ? `${d},\n` : `${d},,${shown(d)}\n`);
       return 0;
     }
     case 'status': {

@@ -9,6 +9,8 @@ export interface Outcome {
   state: 'on' | 'off' | 'unknown';
   message: string;
   domains?: string[];
+  /** list / gethosts: each domain's state; a domain on several hosts (migrating) is on if any says on. */
+  states?: Record<string, 'on' | 'off' | 'unknown'>;
   /** Every broker refused the target or lacks it: the name may be wrong (or not ours). */
   unknownTarget?: boolean;
 }
@@ -30,8 +32,13 @@ export function combine(action: Action, replies: Reply[]): Outcome {
 
   if (action === 'list' || action === 'gethosts') {
     const domains = [...new Set(ok.flatMap((r) => r.domains ?? []))].sort();
-    // A host that cannot be asked might hold more domains: say so, fail.
-    return { ok: ok.length > 0 && failed.length === 0, state: 'unknown', message, domains };
+    const rank = { on: 2, unknown: 1, off: 0 } as const;
+    const states: Record<string, 'on' | 'off' | 'unknown'> = {};
+    for (const r of ok) {
+      for (const [d, s] of Object.entries(r.states ?? {})) if (states[d] === undefined || rank[s] > rank[states[d]]) states[d] = s;
+    }
+    // A host that cannot be asked, or whose hypervisor does not answer, might hold more domains: fail.
+    return { ok: ok.length > 0 && failed.length === 0, state: 'unknown', message, domains, states };
   }
   if (action === 'status') {
     if (ok.some((r) => r.state === 'on')) return { ok: true, state: 'on', message };

@@ -2,7 +2,7 @@
 // and their conversion to ClientOptions. The faces only differ in where the
 // values come from (cluster-glue: environment; fence-agents: stdin or flags).
 import { existsSync } from 'node:fs';
-import { checkClientOptions, DEFAULT_PORT, DEFAULT_TIMEOUT_S, OptionError, parseBrokers, type ClientOptions } from './client.js';
+import { checkClientOptions, DEFAULT_LOGIN_TIMEOUT_S, DEFAULT_PORT, DEFAULT_TIMEOUT_S, OptionError, parseBrokers, type ClientOptions } from './client.js';
 
 export interface OptionSpec {
   name: string;
@@ -20,7 +20,8 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'username', getopt: '-l, --username=[name]', type: 'string', required: false, default: 'fence', shortdesc: 'SSH user name (any; the broker identifies the node by its key)' },
   { name: 'identity_file', getopt: '-k, --identity-file=[filename]', type: 'string', required: true, shortdesc: "This node's SSH private key, registered for it in the broker's clusters.yaml" },
   { name: 'host_key_fingerprint', getopt: '--host-key-fingerprint=[SHA256:...]', type: 'string', required: true, shortdesc: "The broker host key fingerprint(s), comma-separated (ssh-keygen -lf host_key.pub); any other host key is refused" },
-  { name: 'broker_timeout', getopt: '--broker-timeout=[seconds]', type: 'second', required: false, default: String(DEFAULT_TIMEOUT_S), shortdesc: 'Give up on a broker that has not answered within this many seconds' },
+  { name: 'broker_timeout', getopt: '--broker-timeout=[seconds]', type: 'second', required: false, default: String(DEFAULT_TIMEOUT_S), shortdesc: "Give up on a broker that has not answered a request within this many seconds (after login; longer than the broker's own 40 s deadline; alias power_timeout)" },
+  { name: 'login_timeout', getopt: '--login-timeout=[seconds]', type: 'second', required: false, default: String(DEFAULT_LOGIN_TIMEOUT_S), shortdesc: 'Give up on a broker that has not accepted the connection and login within this many seconds' },
 ];
 
 export type OptionValues = Partial<Record<string, string>>;
@@ -34,14 +35,21 @@ export function toClientOptions(v: OptionValues): ClientOptions {
   };
   const port = Number(v.ipport ?? DEFAULT_PORT);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new OptionError(`ipport ${JSON.stringify(v.ipport)} is not a port number`);
-  const timeout = Number(v.broker_timeout ?? DEFAULT_TIMEOUT_S);
-  if (!(timeout > 0 && timeout <= 3600)) throw new OptionError(`broker_timeout ${JSON.stringify(v.broker_timeout)} is not a number of seconds in (0, 3600]`);
+  const seconds = (name: string, value: string | undefined, dflt: number): number => {
+    const n = Number(value ?? dflt);
+    if (!(n > 0 && n <= 3600)) throw new OptionError(`${name} ${JSON.stringify(value)} is not a number of seconds in (0, 3600]`);
+    return n;
+  };
+  // fence-agents' power_timeout is accepted for broker_timeout.
+  const timeout = seconds('broker_timeout', v.broker_timeout ?? v.power_timeout, DEFAULT_TIMEOUT_S);
+  const login = seconds('login_timeout', v.login_timeout, DEFAULT_LOGIN_TIMEOUT_S);
   const o: ClientOptions = {
     brokers: parseBrokers(need('ip'), port),
     user: v.username ?? 'fence',
     identityFile: need('identity_file'),
     hostKeyFingerprints: need('host_key_fingerprint').split(/[,\s]+/).filter(Boolean),
     timeoutMs: timeout * 1000,
+    loginTimeoutMs: login * 1000,
   };
   checkClientOptions(o);
   return o;

@@ -33,6 +33,7 @@ export const params = (d: Daemon, node: string, fingerprint = d.fingerprint): Re
   identity_file: d.key(node),
   host_key_fingerprint: fingerprint,
   broker_timeout: '60',
+  login_timeout: '30',
 });
 
 export async function stonith(p: Record<string, string>, args: string[]) {

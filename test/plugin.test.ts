@@ -68,9 +68,14 @@ test('stonith -T off/on/reset of an own domain; the sim follows', async (t) => {
   t.is(d.sim()['blue-2'], 'running');
   t.is((await stonith(p, ['-T', 'reset', 'blue-2'])).exitCode, 0);
   t.is(d.sim()['blue-2'], 'running');
-  // cluster-glue lower-cases host names; the plugin finds the domain it meant.
+  // cluster-glue lower-cases host names; the plugin finds the domain it meant
+  // from the caller's list first, so no request is refused on the way.
+  const before = d.audit().length;
   t.is((await stonith(p, ['-T', 'off', 'Blue-Caps'])).exitCode, 0);
   t.is(d.sim()['Blue-Caps'], 'shut off');
+  const lines = d.audit().slice(before);
+  t.deepEqual(lines.map((l) => l.decision), lines.map(() => 'allow'), 'no deny line for a mixed-case fence');
+  t.true(lines.some((l) => l.action === 'off' && l.target === 'Blue-Caps'));
 });
 
 test('stonith on another tenant\'s domain, and names off the pattern, fail and change nothing', async (t) => {

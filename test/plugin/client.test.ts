@@ -11,6 +11,9 @@ import { fingerprintOf } from '../../common/fingerprint.js';
 import { generateEd25519 } from '../../broker/identity/keygen.js';
 import { checkReply, type ClientOptions } from '../../plugin/client.js';
 import { run } from '../../plugin/fencing.js';
+import { parseStdin } from '../../plugin/fence-agents.js';
+import { clusterGlue, mapCase } from '../../plugin/cluster-glue.js';
+import { createServer } from 'node:net';
 import { tempDir } from '../helpers.js';
 
 interface Hostile {
@@ -29,7 +32,7 @@ async function hostileBroker(): Promise<Hostile> {
   const hostParsed = ssh2.utils.parseKey(host.private);
   if (hostParsed instanceof Error || Array.isArray(hostParsed)) throw new Error('host key');
   const state: Hostile = {
-    options: { brokers: [], user: 'fence', identityFile: join(dir, 'id'), hostKeyFingerprints: [fingerprintOf(hostParsed.getPublicSSH())], timeoutMs: 30_000 },
+    options: { brokers: [], user: 'fence', identityFile: join(dir, 'id'), hostKeyFingerprints: [fingerprintOf(hostParsed.getPublicSSH())], loginTimeoutMs: 30_000, timeoutMs: 30_000 },
     answer: { line: '{}', exit: 0 },
     connections: 0,
     close: async () => undefined,
@@ -41,6 +44,7 @@ async function hostileBroker(): Promise<Hostile> {
       conn.on('session', (accept) =>
         accept().on('exec', (acceptExec) => {
           const ch = acceptExec();
+          if (state.answer.exit < 0) return; // says nothing, keeps the channel open
           ch.write(state.answer.line + '\n');
           ch.exit(state.answer.exit);
           ch.end();
@@ -122,4 +126,54 @@ test('checkReply: the rules, called directly', (t) => {
   t.like(checkReply({ verb: 'gethosts' }, { ok: true, code: 'ok', action: 'gethosts', target: '', state: 'unknown', message: '', domains: ['a', 'b c'] }, 0, warn), { domains: ['a'] });
   t.is(warnings.length, 1);
   t.regex(warnings[0] ?? '', /dropped a domain name off the pattern/);
+});
+
+test('the clocks: a broker that never logs in fails after login_timeout; one that never answers, after broker_timeout', async (t) => {
+  // The bounds firing is the point: 1 s and 1.5 s.
+  const silent = createServer((s) => s.on('error', () => undefined)); // accepts TCP, never speaks SSH
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+  const h = await hostileBroker();
+  try {
+    const port = (silent.address() as { port: number }).port;
+    const login = await run({ ...h.options, brokers: [{ host: '127.0.0.1', port }], loginTimeoutMs: 1_000, timeoutMs: 60_000 }, 'off', 'vm1');
+    t.false(login.ok);
+    t.regex(login.message, /no login within 1000 ms|Timed out while waiting for handshake/);
+    h.answer = { line: '', exit: -1 }; // the hostile broker keeps the channel open and says nothing
+    const answer = await run({ ...h.options, loginTimeoutMs: 30_000, timeoutMs: 1_500 }, 'off', 'vm1');
+    t.false(answer.ok);
+    t.regex(answer.message, /no answer within 1500 ms/);
+  } finally {
+    silent.close();
+    await h.close();
+  }
+});
+
+test('a failure names each broker once', async (t) => {
+  const h = await hostileBroker();
+  try {
+    const r = await run({ ...h.options, brokers: [{ host: '127.0.0.1', port: 1 }] }, 'off', 'vm1');
+    t.false(r.ok);
+    t.is(r.message.split('127.0.0.1:1: ').length - 1, 1, r.message);
+  } finally {
+    await h.close();
+  }
+});
+
+test('fence-agents standard names: power_timeout is broker_timeout, login_timeout is known; no warning for either', (t) => {
+  const warnings: string[] = [];
+  const v = parseStdin('power_timeout=20\nlogin_timeout=3\nport=vm1\n', (s) => void warnings.push(s));
+  t.deepEqual(warnings, []);
+  t.is(v.broker_timeout, '20');
+  t.is(v.login_timeout, '3');
+  t.is(v.plug, 'vm1');
+});
+
+test('cluster-glue: getinfo-devid has no trailing newline; a lower-cased host maps to the one listed domain it means', async (t) => {
+  let out = '';
+  t.is(await clusterGlue(['getinfo-devid'], {}, (s) => void (out += s), () => undefined), 0);
+  t.is(out, 'fence-broker');
+  t.is(mapCase('blue-caps', ['blue-1', 'Blue-Caps']), 'Blue-Caps');
+  t.is(mapCase('blue-1', ['blue-1', 'BLUE-1']), 'blue-1', 'an exact match wins');
+  t.is(mapCase('x', ['X', 'x2']), 'X');
+  t.is(mapCase('dup', ['Dup', 'DUP']), 'dup', 'ambiguous: left as given');
 });
