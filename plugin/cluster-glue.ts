@@ -6,11 +6,11 @@
 import { OptionError } from './client.js';
 import { run, type Outcome } from './fencing.js';
 import { escapeXml } from './xml.js';
-import { OPTIONS, toClientOptions, type OptionValues } from './options.js';
+import { CLUSTER_GLUE_OPTIONS, toClientOptions, type OptionValues } from './options.js';
 
 /** The `<parameters>` fragment stonith wraps into its metadata. */
 export function parametersXml(): string {
-  const params = OPTIONS.map(
+  const params = CLUSTER_GLUE_OPTIONS.map(
     (o) =>
       `<parameter name="${o.name}" unique="0" required="${o.required ? 1 : 0}">\n` +
       `<content type="${o.type === 'integer' ? 'integer' : 'string'}"${o.default ? ` default="${escapeXml(o.default)}"` : ''} />\n` +
@@ -46,7 +46,7 @@ export async function clusterGlue(argv: string[], env: NodeJS.ProcessEnv, out: W
     return 1;
   }
   if (verb === 'getconfignames') {
-    out(OPTIONS.map((o) => o.name).join('\n') + '\n');
+    out(CLUSTER_GLUE_OPTIONS.map((o) => o.name).join('\n') + '\n');
     return 0;
   }
   if (verb === 'getinfo-xml') {
@@ -64,7 +64,7 @@ export async function clusterGlue(argv: string[], env: NodeJS.ProcessEnv, out: W
     return 1;
   }
   const values: OptionValues = {};
-  for (const o of OPTIONS) if (env[o.name] !== undefined) values[o.name] = env[o.name];
+  for (const o of CLUSTER_GLUE_OPTIONS) if (env[o.name] !== undefined) values[o.name] = env[o.name];
   let options;
   try {
     options = toClientOptions(values);
