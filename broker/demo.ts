@@ -6,7 +6,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
-import ssh2 from 'ssh2';
 import { isMap, isScalar, parseDocument } from 'yaml';
 import { projectPath } from '../common/paths.js';
 import { generateEd25519 } from './identity/keygen.js';

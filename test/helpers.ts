@@ -3,7 +3,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import ssh2 from 'ssh2';
 import { projectPath } from '../common/paths.js';
 import { generateEd25519 } from '../broker/identity/keygen.js';
 
