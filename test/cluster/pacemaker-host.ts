@@ -104,6 +104,11 @@ export async function startPacemakerNode(name = 'node1'): Promise<PacemakerNode>
       killAll();
     },
   };
-  await node.waitFor(`${name} online as DC`, (x) => new RegExp(`<node name="${name}"[^>]* online="true"`).test(x) && /<current_dc present="true"/.test(x));
+  try {
+    await node.waitFor(`${name} online as DC`, (x) => new RegExp(`<node name="${name}"[^>]* online="true"`).test(x) && /<current_dc present="true"/.test(x));
+  } catch (err) {
+    await node.stop();
+    throw err;
+  }
   return node;
 }
