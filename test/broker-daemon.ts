@@ -32,6 +32,8 @@ export interface Daemon {
   reload(edit: (yaml: string) => string): Promise<Record<string, unknown>>;
   /** Resident set size of the daemon, KiB (from /proc). */
   rssKiB(): number;
+  /** The last `chars` of the daemon's log (stderr), for a failure message. */
+  logTail(chars?: number): string;
   stop(): Promise<void>;
   process: ResultPromise;
 }
@@ -170,6 +172,7 @@ export async function startDaemon(opts: {
       return JSON.parse(await outcome) as Record<string, unknown>;
     },
     rssKiB: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]),
+    logTail: (chars = 4000) => log.slice(-chars),
     stop: async () => {
       child.kill('SIGTERM');
       const r = await child;

@@ -38,3 +38,16 @@ export async function until(what: string, check: () => boolean, timeoutMs = 60_0
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/**
+ * `p`, or a failure naming `what` (and whatever `context()` says then) once a
+ * generous bound passes: a step that should finish but hangs fails the test
+ * with the state it was in, instead of stalling the whole suite.
+ */
+export function within<T>(what: string, p: Promise<T>, timeoutMs = 120_000, context: () => string = () => ''): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not done after ${timeoutMs} ms. ${context()}`)), timeoutMs);
+  });
+  return Promise.race([p, bound]).finally(() => clearTimeout(timer));
+}

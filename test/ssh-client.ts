@@ -13,7 +13,7 @@ export interface Answer {
 }
 
 /** Connects and authenticates as `keyName`; rejects on any failure. The host key is pinned. */
-export function connectAs(d: Daemon, keyName: string, opts: { localAddress?: string; timeoutMs?: number } = {}): Promise<ssh2.Client> {
+export function connectAs(d: Daemon, keyName: string, opts: { localAddress?: string; timeoutMs?: number; debug?: (line: string) => void } = {}): Promise<ssh2.Client> {
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();
     client.once('ready', () => resolve(client));
@@ -27,6 +27,7 @@ export function connectAs(d: Daemon, keyName: string, opts: { localAddress?: str
       privateKey: readFileSync(d.key(keyName)),
       readyTimeout: opts.timeoutMs ?? 60_000,
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+      ...(opts.debug ? { debug: opts.debug } : {}),
       hostVerifier: (key: Buffer) => fingerprintOf(key) === d.fingerprint,
     });
   });
