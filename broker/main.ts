@@ -44,6 +44,11 @@ async function main(): Promise<number> {
   const stopping = new Promise<void>((resolve) => (stopRequested = resolve));
   process.on('SIGTERM', () => stopRequested());
   process.on('SIGINT', () => stopRequested());
+  // Likewise SIGHUP (logrotate, an admin's reload) during start-up: remembered,
+  // acted on once the broker is up, never fatal.
+  let reload: () => void = () => (reloadPending = true);
+  let reloadPending = false;
+  process.on('SIGHUP', () => reload());
   let configPath: string | undefined;
   try {
     configPath = parseArgs({ options: { config: { type: 'string' } }, strict: true }).values.config;
@@ -100,13 +105,7 @@ async function main(): Promise<number> {
     refused: (r) => audit.refusal(r),
     log,
   });
-  warnIfStale(state.config, state.engine.revision);
-  log.info(
-    { listen: `${config.broker.listen.host}:${door.port}`, host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog },
-    'fence-broker ready',
-  );
-
-  process.on('SIGHUP', () => {
+  reload = () => {
     // logrotate: the old file was moved away; appends go to a new one from now on.
     try {
       audit.reopen();
@@ -125,7 +124,13 @@ async function main(): Promise<number> {
         log.info({ policy: next.engine.revision, connections_closed: revoked }, 'reloaded');
       })
       .catch((e: unknown) => log.error({ err: e }, 'reload failed; keeping the running config and policy'));
-  });
+  };
+  warnIfStale(state.config, state.engine.revision);
+  log.info(
+    { listen: `${config.broker.listen.host}:${door.port}`, host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog },
+    'fence-broker ready',
+  );
+  if (reloadPending) reload();
   await stopping;
   await door.close();
   try {

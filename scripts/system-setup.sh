@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs and starts the real components the tests drive (DESIGN.md §8):
 # libvirt + QEMU (started by hand: these machines have no systemd or dbus),
-# cluster-glue, pacemaker + corosync (run in namespaces by test/cluster/), fence-agents,
+# cluster-glue, pacemaker + corosync and heartbeat (run in namespaces by test/cluster/), fence-agents,
 # fence-virt, OpenSSH, xmllint.
 # Idempotent; needs root. Prints what it did to stderr.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "system-setup: not root; skipping (tests needing these parts will say so)" >&2; exit 0; fi
 
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
-      cluster-glue pacemaker pacemaker-cli-utils corosync fence-agents fence-virt fence-virtd
+      cluster-glue heartbeat pacemaker pacemaker-cli-utils corosync fence-agents fence-virt fence-virtd iproute2
       libxml2-utils openssh-client openssh-server)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -51,6 +51,8 @@ export async function startDaemon(opts: {
   extraBroker?: string[];
   /** Node or admin name → an existing private key file to use instead of a new key. */
   reuseKeys?: Record<string, string>;
+  /** The address to listen on (default 127.0.0.1); the port is always 0, chosen by the kernel. */
+  listenHost?: string;
 }): Promise<Daemon> {
   const dir = tempDir('fb-daemon-');
   const keyFile = (name: string) => join(dir, `key-${name}`);
@@ -69,7 +71,7 @@ export async function startDaemon(opts: {
   };
   const lines = [
     'broker:',
-    '  listen: 127.0.0.1:0',
+    `  listen: ${opts.listenHost ?? '127.0.0.1'}:0`,
     '  host_key: host_ed25519',
     `  toolstack: ${opts.toolstack ?? '{ type: sim, state: sim.json }'}`,
     `  audit_log: ${opts.auditLog ?? 'audit.jsonl'}`,

@@ -1,0 +1,129 @@
+// Real Heartbeat v1 nodes (crm no) for tests (DESIGN.md §8), each in its own
+// network, PID, mount and UTS namespaces (test/cluster/heartbeat-node.sh) on a
+// test bridge (netns.ts). Killing a node's first process takes every process
+// of that node with it, as a crash would.
+import { execa, type ResultPromise } from 'execa';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { projectPath } from '../../common/paths.js';
+import { tempDir } from '../helpers.js';
+import type { Lab } from './netns.js';
+
+export interface HeartbeatNode {
+  name: string;
+  dir: string;
+  log(): string;
+  /** SIGKILL to the node's PID 1: every process of the node dies at once. */
+  kill(): Promise<void>;
+  /** A clean stop (heartbeat -k), then the namespace goes. */
+  stop(): Promise<void>;
+}
+
+/** Why Heartbeat cannot run here, or undefined. */
+export async function heartbeatMissing(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'namespaces and mounts need root';
+  if (!existsSync('/usr/libexec/heartbeat/heartbeat')) return 'heartbeat is not installed (scripts/system-setup.sh installs it)';
+  if (!existsSync('/usr/lib/stonith/plugins/external')) return 'cluster-glue is not installed';
+  return undefined;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface HeartbeatCluster {
+  /** Node names (and hostnames), in lab order. */
+  names: string[];
+  /** The node that owns `resource` at first (haresources). */
+  resourceOwner: string;
+  /** The stonith_host line every node gets, with `{identity}` standing for its key's path. */
+  stonithHost: string;
+  /** Node name → its private key file (copied into its /etc/ha.d, 0600). */
+  keys: Record<string, string>;
+}
+
+/** Heartbeat's configuration for one node (what README "Use with Heartbeat" shows). */
+export function haCf(c: HeartbeatCluster, lab: Lab, logDir: string): string {
+  return [
+    `logfile ${logDir}/ha.log`,
+    `debugfile ${logDir}/ha-debug.log`,
+    'use_logd no',
+    'keepalive 500ms',
+    'warntime 2',
+    'deadtime 4',
+    'initdead 10',
+    'udpport 694',
+    ...lab.nodes.map((n) => `ucast eth0 ${n.address}`),
+    'auto_failback off',
+    ...c.names.map((n) => `node ${n}`),
+    'crm no',
+    c.stonithHost,
+    '',
+  ].join('\n');
+}
+
+/** Starts every node of `c` on `lab`; `resourceLog` receives "start NODE" / "stop NODE" lines of the test resource. */
+export async function startHeartbeatCluster(c: HeartbeatCluster, lab: Lab, resourceLog: string): Promise<HeartbeatNode[]> {
+  const nodes: HeartbeatNode[] = [];
+  try {
+    for (const [i, name] of c.names.entries()) {
+      const netns = lab.nodes[i]?.netns as string;
+      const dir = tempDir('fb-hb-');
+      const had = join(dir, 'ha.d');
+      mkdirSync(join(had, 'resource.d'), { recursive: true });
+      writeFileSync(join(had, 'ha.cf'), haCf(c, lab, dir));
+      writeFileSync(join(had, 'authkeys'), 'auth 1\n1 sha1 fence-broker-test\n', { mode: 0o600 });
+      writeFileSync(join(had, 'haresources'), `${c.resourceOwner} fbres\n`);
+      // A resource as Heartbeat v1 knows them (an LSB-style script); it says where it runs.
+      writeFileSync(
+        join(had, 'resource.d', 'fbres'),
+        ['#!/bin/sh', 'case "$1" in', `  start) echo "start $(uname -n)" >>${resourceLog}; touch /run/fbres ;;`, `  stop) echo "stop $(uname -n)" >>${resourceLog}; rm -f /run/fbres ;;`, '  status) if [ -e /run/fbres ]; then echo running; else echo stopped; fi ;;', 'esac', 'exit 0', ''].join('\n'),
+      );
+      chmodSync(join(had, 'resource.d', 'fbres'), 0o755);
+      copyFileSync(c.keys[name] as string, join(had, 'fence-broker.key'));
+      chmodSync(join(had, 'fence-broker.key'), 0o600);
+      const child: ResultPromise = execa(
+        'ip',
+        ['netns', 'exec', netns, 'unshare', '--pid', '--mount', '--uts', '--fork', '--propagation', 'private', '--mount-proc', projectPath('test', 'cluster', 'heartbeat-node.sh'), dir, name, projectPath('plugin', 'dist', 'fence_broker')],
+        { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: false },
+      );
+      let out = '';
+      child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
+      let pid: number | undefined;
+      for (let t = 0; t < 600 && pid === undefined; t++) {
+        if (/node \S+ up/.test(out)) {
+          // ip execs unshare (same PID), whose child is PID 1 of the node's namespace.
+          const r = await execa('pgrep', ['-P', String(child.pid)], { reject: false });
+          pid = Number(String(r.stdout).trim().split('\n')[0]) || undefined;
+        }
+        if (pid === undefined) await sleep(100);
+      }
+      if (pid === undefined) {
+        child.kill('SIGKILL');
+        throw new Error(`heartbeat node ${name} did not come up: ${out}`);
+      }
+      const init = pid;
+      const gone = async (ms: number) => Promise.race([child.then(() => true), sleep(ms).then(() => false)]);
+      nodes.push({
+        name,
+        dir,
+        log: () => (existsSync(join(dir, 'ha.log')) ? readFileSync(join(dir, 'ha.log'), 'utf8') : ''),
+        kill: async () => {
+          process.kill(init, 'SIGKILL');
+          await child;
+        },
+        stop: async () => {
+          try {
+            process.kill(init, 'SIGTERM');
+          } catch {
+            return; // already gone
+          }
+          if (!(await gone(120_000))) process.kill(init, 'SIGKILL');
+          await child;
+        },
+      });
+    }
+  } catch (err) {
+    for (const n of nodes) await n.kill().catch(() => undefined);
+    throw err;
+  }
+  return nodes;
+}

@@ -1,0 +1,76 @@
+// Real Heartbeat v1 (crm no), two nodes on a test bridge, each node's "VM" a
+// real QEMU domain of the same name behind the real daemon. Heartbeat is
+// configured the way README "Use with Heartbeat" says (stonith_host with the
+// plugin's parameters in getconfignames order). When one node dies, the
+// survivor resets it through external/fence-broker on its own initiative and
+// only then takes over its resource.
+import anyTest, { type TestFn } from 'ava';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startDaemon, type Daemon } from '../broker-daemon.js';
+import { tempDir, until } from '../helpers.js';
+import { createDomain, domid, domstate, libvirtMissing, removeDomain, sweepStale } from '../libvirt-host.js';
+import { heartbeatMissing, startHeartbeatCluster, type HeartbeatNode } from './heartbeat-host.js';
+import { labMissing, makeLab, type Lab } from './netns.js';
+
+const missing = (await heartbeatMissing()) ?? (await labMissing()) ?? (await libvirtMissing());
+if (missing && process.env.CI === 'true') throw new Error(`CI needs Heartbeat, cluster-glue, network namespaces and libvirt: ${missing}`);
+if (missing) console.error(`heartbeat tests skipped here: ${missing}`);
+const test = (missing ? anyTest.skip : anyTest.serial) as TestFn;
+
+let d: Daemon | undefined;
+let lab: Lab | undefined;
+let nodes: HeartbeatNode[] = [];
+const created: string[] = [];
+
+anyTest.after.always(async () => {
+  if (missing) return;
+  for (const n of nodes) await n.stop();
+  await d?.stop();
+  await lab?.remove();
+  await Promise.all(created.map(removeDomain));
+});
+
+test('Heartbeat v1: when a node dies, the survivor resets it through external/fence-broker, then takes over its resource', async (t) => {
+  await sweepStale();
+  lab = await makeLab(2);
+  const a = await createDomain('hba', true, (n) => created.push(n));
+  const b = await createDomain('hbb', true, (n) => created.push(n));
+  d = await startDaemon({
+    clusters: { hb: { domains: [a, b], nodes: { [a]: a, [b]: b } } },
+    toolstack: '{ type: virsh, uri: "qemu:///system" }',
+    listenHost: lab.host,
+  });
+  const resourceLog = join(tempDir('fb-hbres-'), 'resource.log');
+  writeFileSync(resourceLog, '');
+  const events = () => readFileSync(resourceLog, 'utf8').split('\n').filter(Boolean);
+  // The syntax README documents: every parameter, positionally, in getconfignames order.
+  const stonithHost = `stonith_host * external/fence-broker ${lab.host} ${d.port} fence /etc/ha.d/fence-broker.key ${d.fingerprint} 45 5`;
+  nodes = await startHeartbeatCluster({ names: [a, b], resourceOwner: b, stonithHost, keys: { [a]: d.key(a), [b]: d.key(b) } }, lab, resourceLog);
+  const [nodeA, nodeB] = nodes as [HeartbeatNode, HeartbeatNode];
+  const hbLogs = () => `\n--- ${a} ---\n${nodeA.log().slice(-3000)}\n--- ${b} ---\n${nodeB.log().slice(-3000)}`;
+
+  await until(`${b} starts its resource`, () => events().includes(`start ${b}`), 180_000).catch((err: unknown) => {
+    throw new Error(`${String(err)}${hbLogs()}`);
+  });
+  const idBefore = await domid(b);
+  t.is(await domstate(b), 'running');
+
+  await nodeB.kill();
+  await until(`${a} takes over the resource`, () => events().includes(`start ${a}`), 180_000).catch((err: unknown) => {
+    throw new Error(`${String(err)}; resource events ${JSON.stringify(events())}; audit ${JSON.stringify(d?.audit())}${hbLogs()}`);
+  });
+
+  // The broker: node a asked for the reset of b's domain, and it was done.
+  const resets = d.audit().filter((l) => l.action === 'reset');
+  t.is(resets.length, 1, JSON.stringify(resets));
+  t.like(resets[0], { cluster: 'hb', node: a, target: b, decision: 'allow', result: { ok: true } });
+  // libvirt, the independent witness: b's domain was really restarted.
+  t.is(await domstate(b), 'running');
+  t.not(await domid(b), idBefore, 'a new domain id: it was really reset');
+  // Heartbeat itself says it reset the node through the plugin, and took over only after.
+  const log = nodeA.log();
+  t.regex(log, new RegExp(`Resetting node ${b} with \\[fence-broker\\][^]*node ${b} now reset\\.`), hbLogs());
+  t.deepEqual(events(), [`start ${b}`, `start ${a}`]);
+  t.log(`${a}'s Heartbeat log on the fence:\n${log.split('\n').filter((l) => /stonith|reset|takeover|dead/i.test(l)).slice(-8).join('\n')}`);
+});
