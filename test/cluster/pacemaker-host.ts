@@ -17,6 +17,8 @@ export interface PacemakerNode {
   /** Resolves when `check` (given `crm_mon --output-as=xml`) holds; fails after a generous bound. */
   waitFor(what: string, check: (crmMon: string) => boolean, timeoutMs?: number): Promise<string>;
   log(): string;
+  /** SIGKILL to every process of the node at once, as a crash would. */
+  kill(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -32,18 +34,35 @@ export async function pacemakerMissing(): Promise<string | undefined> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function startPacemakerNode(name = 'node1'): Promise<PacemakerNode> {
+export interface NodeOptions {
+  /** corosync.conf's text (default: a one-node cluster of `name` on 127.0.0.1). */
+  corosyncConf?: string;
+  /** Run in this network namespace (netns.ts) instead of the host's network. */
+  netns?: string;
+  /** A private key the node sees at IDENTITY_PATH (a copy, 0600, in its own /run). */
+  identity?: string;
+}
+
+/** Where a node started with `identity` finds its key. */
+export const IDENTITY_PATH = '/run/fence_broker/identity';
+
+/** corosync.conf for `nodes` (name → ring0 address); two nodes keep quorum alone (two_node). */
+export function corosyncConf(nodes: Record<string, string>): string {
+  const list = Object.entries(nodes).flatMap(([name, addr], i) => ['  node {', `    ring0_addr: ${addr}`, `    name: ${name}`, `    nodeid: ${i + 1}`, '  }']);
+  return [
+    'totem {', '  version: 2', `  cluster_name: fbtest${process.pid}`, '  transport: knet', '  crypto_cipher: none', '  crypto_hash: none', '}',
+    'nodelist {', ...list, '}',
+    'quorum {', '  provider: corosync_votequorum', ...(Object.keys(nodes).length === 2 ? ['  two_node: 1'] : []), '}',
+    'logging {', '  to_stderr: yes', '  to_syslog: no', '}', '',
+  ].join('\n');
+}
+
+export async function startPacemakerNode(name = 'node1', o: NodeOptions = {}): Promise<PacemakerNode> {
   const dir = tempDir('fb-pcmk-');
-  writeFileSync(
-    join(dir, 'corosync.conf'),
-    [
-      'totem {', '  version: 2', `  cluster_name: fbtest${process.pid}`, '  transport: knet', '  crypto_cipher: none', '  crypto_hash: none', '}',
-      'nodelist {', '  node {', '    ring0_addr: 127.0.0.1', `    name: ${name}`, '    nodeid: 1', '  }', '}',
-      'quorum {', '  provider: corosync_votequorum', '}',
-      'logging {', '  to_stderr: yes', '  to_syslog: no', '}', '',
-    ].join('\n'),
-  );
-  const child: ResultPromise = execa('unshare', ['--mount', '--uts', '--fork', '--propagation', 'private', projectPath('test', 'cluster', 'pacemaker-node.sh'), dir, name, projectPath('plugin', 'dist', 'fence_broker')], {
+  writeFileSync(join(dir, 'corosync.conf'), o.corosyncConf ?? corosyncConf({ [name]: '127.0.0.1' }));
+  const script = ['unshare', '--mount', '--uts', '--fork', '--propagation', 'private', projectPath('test', 'cluster', 'pacemaker-node.sh'), dir, name, projectPath('plugin', 'dist', 'fence_broker'), o.identity ?? ''];
+  const [file, ...args] = (o.netns ? ['ip', 'netns', 'exec', o.netns, ...script] : script) as [string, ...string[]];
+  const child: ResultPromise = execa(file, args, {
     reject: false,
     stdin: 'ignore',
     stdout: 'ignore',
@@ -77,7 +96,7 @@ export async function startPacemakerNode(name = 'node1'): Promise<PacemakerNode>
   }
   const target = pid;
   const run: PacemakerNode['run'] = async (argv, timeoutMs = 180_000) => {
-    const r = await execa('nsenter', ['-t', String(target), '-m', '-u', ...argv], { reject: false, timeout: timeoutMs, stdin: 'ignore' });
+    const r = await execa('nsenter', ['-t', String(target), '-m', '-u', '-n', ...argv], { reject: false, timeout: timeoutMs, stdin: 'ignore' });
     return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
   const node: PacemakerNode = {
@@ -95,8 +114,16 @@ export async function startPacemakerNode(name = 'node1'): Promise<PacemakerNode>
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last crm_mon:\n${last}\nlog tail:\n${node.log().slice(-3000)}`);
     },
     log: () => (existsSync(join(dir, 'pacemaker.log')) ? readFileSync(join(dir, 'pacemaker.log'), 'utf8') : ''),
+    kill: async () => {
+      killAll();
+      await child;
+    },
     stop: async () => {
-      process.kill(target, 'SIGTERM');
+      try {
+        process.kill(target, 'SIGTERM');
+      } catch {
+        return; // already gone (killed)
+      }
       const stopped = await Promise.race([child.then(() => true), sleep(120_000).then(() => false)]);
       if (!stopped) killAll();
       await child;
@@ -105,7 +132,7 @@ export async function startPacemakerNode(name = 'node1'): Promise<PacemakerNode>
     },
   };
   try {
-    await node.waitFor(`${name} online as DC`, (x) => new RegExp(`<node name="${name}"[^>]* online="true"`).test(x) && /<current_dc present="true"/.test(x));
+    await node.waitFor(`${name} online, with a DC`, (x) => new RegExp(`<node name="${name}"[^>]* online="true"`).test(x) && /<current_dc present="true"/.test(x));
   } catch (err) {
     await node.stop();
     throw err;

@@ -3,16 +3,23 @@
 #   unshare --mount --uts --fork --propagation private
 # so that its state (/var/lib/pacemaker, /var/lib/corosync, /run, /dev/shm),
 # its hostname and the agents it finds (/usr/sbin, /usr/lib/stonith: overlays
-# holding the plugin under test) are its own; the network is the host's, so
-# corosync listens on 127.0.0.1 and the plugin reaches the broker there.
-#   pacemaker-node.sh DIR NODENAME PLUGIN
-# DIR holds corosync.conf and receives pacemaker.log / corosync.log.
+# holding the plugin under test) are its own. The network is the host's (one
+# node: corosync on 127.0.0.1) or a namespace on a test bridge (ip netns exec,
+# several nodes); either way the plugin reaches the broker over it.
+#   pacemaker-node.sh DIR NODENAME PLUGIN [IDENTITY]
+# DIR holds corosync.conf and receives pacemaker.log / corosync.log. IDENTITY,
+# if given, is copied to /run/fence_broker/identity: the same path on every
+# node, each node's own key, as production nodes keep theirs.
 set -euo pipefail
-dir=$1 node=$2 plugin=$3
+dir=$1 node=$2 plugin=$3 identity=${4:-}
 hostname "$node"
 for d in /var/lib/pacemaker /var/lib/corosync /run /dev/shm /var/log/pacemaker; do mount -t tmpfs tmpfs "$d"; done
 mkdir -p /var/lib/pacemaker/{cib,pengine,blackbox,cores} /run/crm
 chown -R hacluster:haclient /var/lib/pacemaker
+if [ -n "$identity" ]; then
+  mkdir -p -m 0700 /run/fence_broker
+  install -m 0600 "$identity" /run/fence_broker/identity
+fi
 # The plugin under test, seen only by this node: overlays over the agent folders.
 for pair in "/usr/sbin:fence_broker" "/usr/lib/stonith/plugins/external:fence-broker"; do
   target=${pair%%:*} name=${pair##*:}
