@@ -13,6 +13,8 @@ export interface HeartbeatNode {
   name: string;
   dir: string;
   log(): string;
+  /** A command inside the node's namespaces. */
+  run(argv: string[], timeoutMs?: number): Promise<{ exitCode: number | undefined; stdout: string; stderr: string }>;
   /** SIGKILL to the node's PID 1: every process of the node dies at once. */
   kill(): Promise<void>;
   /** A clean stop (heartbeat -k), then the namespace goes. */
@@ -106,6 +108,10 @@ export async function startHeartbeatCluster(c: HeartbeatCluster, lab: Lab, resou
         name,
         dir,
         log: () => (existsSync(join(dir, 'ha.log')) ? readFileSync(join(dir, 'ha.log'), 'utf8') : ''),
+        run: async (argv, timeoutMs = 120_000) => {
+          const r = await execa('nsenter', ['-t', String(init), '-m', '-u', '-n', '-p', ...argv], { reject: false, timeout: timeoutMs, stdin: 'ignore' });
+          return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
+        },
         kill: async () => {
           process.kill(init, 'SIGKILL');
           await child;

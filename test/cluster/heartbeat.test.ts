@@ -45,7 +45,8 @@ test('Heartbeat v1: when a node dies, the survivor resets it through external/fe
   writeFileSync(resourceLog, '');
   const events = () => readFileSync(resourceLog, 'utf8').split('\n').filter(Boolean);
   // The syntax README documents: every parameter, positionally, in getconfignames order.
-  const stonithHost = `stonith_host * external/fence-broker ${lab.host} ${d.port} fence /etc/ha.d/fence-broker.key ${d.fingerprint} 45 5`;
+  const values = `${lab.host} ${d.port} fence /etc/ha.d/fence-broker.key ${d.fingerprint} 45 5`;
+  const stonithHost = `stonith_host * external/fence-broker ${values}`;
   nodes = await startHeartbeatCluster({ names: [a, b], resourceOwner: b, stonithHost, keys: { [a]: d.key(a), [b]: d.key(b) } }, lab, resourceLog);
   const [nodeA, nodeB] = nodes as [HeartbeatNode, HeartbeatNode];
   const hbLogs = () => `\n--- ${a} ---\n${nodeA.log().slice(-3000)}\n--- ${b} ---\n${nodeB.log().slice(-3000)}`;
@@ -53,6 +54,13 @@ test('Heartbeat v1: when a node dies, the survivor resets it through external/fe
   await until(`${b} starts its resource`, () => events().includes(`start ${b}`), 180_000).catch((err: unknown) => {
     throw new Error(`${String(err)}${hbLogs()}`);
   });
+  // README's check by hand, with the same values: cluster-glue's stonith CLI on a node.
+  const status = await nodeA.run(['stonith', '-t', 'external/fence-broker', '-p', values, '-S']);
+  t.is(status.exitCode, 0, status.stderr);
+  const hosts = await nodeA.run(['stonith', '-t', 'external/fence-broker', '-p', values, '-l']);
+  t.is(hosts.exitCode, 0, hosts.stderr);
+  t.deepEqual(hosts.stdout.split('\n').filter(Boolean).sort(), [a, b].sort());
+
   const idBefore = await domid(b);
   t.is(await domstate(b), 'running');
 
