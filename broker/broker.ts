@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { exitStatusOf, type ExitStatus, type ReplyCode, type WireReply } from '../common/wire.js';
 import { parseRequest } from '../common/request.js';
 import type { Audit, AuditRecord } from './audit.js';
+import { CoordinationUnavailable, type Claim, type Coordination, type RaceFacts } from './coordination/coordination.js';
 import type { Fencer } from './fencer.js';
 import type { Identity } from './identity/index.js';
 import type { DecisionInput, PolicyEngine } from './policy/engine.js';
@@ -26,34 +27,6 @@ export interface RequestContext {
   gone?: AbortSignal;
 }
 
-/**
- * The fence race (DESIGN.md §4): once a node's own domain is being fenced, or
- * was fenced within the window, that node has lost and its requests are refused.
- */
-export class FenceRace {
-  private readonly inflight = new Map<string, number>();
-  private readonly fencedAt = new Map<string, number>();
-
-  constructor(private readonly windowMs: number) {}
-
-  lost(domain: string): boolean {
-    if ((this.inflight.get(domain) ?? 0) > 0) return true;
-    const at = this.fencedAt.get(domain);
-    return at !== undefined && performance.now() - at < this.windowMs;
-  }
-
-  begin(domain: string): void {
-    this.inflight.set(domain, (this.inflight.get(domain) ?? 0) + 1);
-  }
-
-  end(domain: string, fenced: boolean): void {
-    const n = (this.inflight.get(domain) ?? 1) - 1;
-    if (n > 0) this.inflight.set(domain, n);
-    else this.inflight.delete(domain);
-    if (fenced) this.fencedAt.set(domain, performance.now());
-  }
-}
-
 /** Reasons that would tell a tenant whether someone else's domain exists. */
 const HIDDEN = ['target_unknown:', 'target_not_owned:'];
 
@@ -62,7 +35,12 @@ export interface BrokerDeps {
   policy: () => PolicyEngine;
   fencer: Fencer;
   audit: Audit;
-  race: FenceRace;
+  /** The fence race and the storm count: this host only, or the fleet's store. */
+  coordination: Coordination;
+  /** timeouts.fence_race */
+  raceWindowMs: number;
+  /** Storm limits by cluster (clusters.<c>.limits), window in ms. */
+  stormWindowMs?: (cluster: string) => number | undefined;
   /** From arrival to reply, ms (timeouts.request). */
   requestTimeoutMs: number;
   /** Requests of one identity waiting or running (limits.max_queue_per_identity). */
@@ -137,6 +115,26 @@ export class Broker {
     return out;
   }
 
+  /** A power action refused because the store did not answer: nothing done, and the audit says why. */
+  private unavailable(record: AuditRecord, base: { action: string; target: string; request_id: string }, err: unknown): Handled {
+    const why = errorText(err);
+    if (!(err instanceof CoordinationUnavailable)) this.deps.reportError?.(new Error(`coordination: ${why}`, { cause: err }));
+    const message = `refused: the fence race cannot be checked (${why}); nothing was done, try again`;
+    record.decision = 'error';
+    record.reasons = [`coordination_unavailable: ${why}`];
+    record.result = { ok: false, state: 'unknown', message };
+    return reply(base, 'coordination_unavailable', { message });
+  }
+
+  /** Ends a claim; a store that fails now only shortens nothing (the mark lapses by its lease). */
+  private async finishClaim(claim: Claim, fenced: boolean): Promise<void> {
+    try {
+      await this.deps.coordination.finish(claim, fenced);
+    } catch (err) {
+      this.deps.reportError?.(new Error(`coordination: the race mark of ${claim.target} was not renewed after the fence`, { cause: err }));
+    }
+  }
+
   /** Counts a request of `who` in progress, or says it is one too many. */
   private admit(who: Identity): (() => void) | undefined {
     const key = who.fingerprint;
@@ -166,16 +164,55 @@ export class Broker {
       requester: who.kind === 'node' ? { cluster: who.cluster, node: who.node } : { admin: who.admin },
       action: req.verb,
       ...(target ? { target } : {}),
-      requester_fenced: who.kind === 'node' && this.deps.race.lost(who.domain),
     };
-    // Decision and fence-race bookkeeping happen in one synchronous step, so two
-    // nodes racing to fence each other cannot both pass.
-    const decision = engine.decide(input);
+    const base = { action: req.verb, target, request_id: id };
+    // Power actions by a node need the race facts (and the storm count) from
+    // the coordination store; reads never do. The rules themselves stay in Rego.
+    const power = req.verb === 'on' || req.verb === 'off' || req.verb === 'reset';
+    const stormWindowMs = who.kind === 'node' ? this.deps.stormWindowMs?.(who.cluster) : undefined;
+    if (power && who.kind === 'node') {
+      let facts: RaceFacts;
+      try {
+        facts = await this.deps.coordination.facts({ cluster: who.cluster, node: who.node, requesterDomain: who.domain, ...(stormWindowMs === undefined ? {} : { stormWindowMs }) });
+      } catch (err) {
+        return this.unavailable(record, base, err);
+      }
+      input.requester_fenced = facts.requesterFenced;
+      input.recent_fences = facts.recentFences;
+    }
+    let decision = engine.decide(input);
     record.decision = decision.allow ? 'allow' : 'deny';
     record.reasons = decision.reasons;
-    const base = { action: req.verb, target, request_id: id };
+
+    // The claim checks the race again, atomically with marking the target: of
+    // two nodes fencing each other at once, through any brokers, one loses here.
+    const fences = req.verb === 'off' || req.verb === 'reset';
+    let claim: Claim | undefined;
+    if (decision.allow && fences && who.kind === 'node') {
+      const c: Claim = { cluster: who.cluster, node: who.node, requesterDomain: who.domain, target, requestId: id, raceWindowMs: this.deps.raceWindowMs, ...(stormWindowMs === undefined ? {} : { stormWindowMs }) };
+      let outcome;
+      try {
+        outcome = await this.deps.coordination.claim(c);
+      } catch (err) {
+        return this.unavailable(record, base, err);
+      }
+      if (outcome.outcome === 'lost') {
+        // The policy words the refusal, from the fact just learnt.
+        decision = engine.decide({ ...input, requester_fenced: true });
+        record.decision = decision.allow ? 'allow' : 'deny';
+        record.reasons = decision.reasons;
+      } else if (outcome.outcome === 'taken') {
+        const message = `busy: ${outcome.by} is fencing ${target} now; nothing was done`;
+        record.reasons = [...record.reasons, `fence_in_progress: ${outcome.by}`];
+        record.result = { ok: false, state: 'unknown', message, busy: true };
+        return reply(base, 'busy', { message });
+      } else {
+        claim = c;
+      }
+    }
 
     if (!decision.allow) {
+      if (claim) await this.finishClaim(claim, false);
       const hidden = who.kind === 'node' && decision.reasons.some((r) => HIDDEN.some((h) => r.startsWith(h)));
       const message = hidden
         ? `refused: ${target} is not a domain you may act on`
@@ -186,6 +223,7 @@ export class Broker {
     // Bounded per identity: one tenant cannot queue without limit.
     const done = this.admit(who);
     if (!done) {
+      if (claim) await this.finishClaim(claim, false);
       const message = `busy: ${this.deps.maxQueuePerIdentity} requests of this identity already in progress (max_queue_per_identity); nothing was done`;
       record.result = { ok: false, state: 'unknown', message, busy: true };
       return reply(base, 'busy', { message });
@@ -215,19 +253,18 @@ export class Broker {
         });
       } catch (err) {
         done();
+        if (claim) await this.finishClaim(claim, false);
         this.deps.reportError?.(new Error(`audit: intent of request ${id} not written; refused`, { cause: err }));
         const message = `refused: the audit log cannot be written (${errorText(err)}); nothing was done`;
         record.result = { ok: false, state: 'unknown', message };
         return reply(base, 'failed', { message });
       }
     }
-    const fences = req.verb === 'off' || req.verb === 'reset';
-    if (fences) this.deps.race.begin(target);
     let result;
     try {
       result = await this.deps.fencer.do(req.verb, target, { signal });
     } finally {
-      if (fences) this.deps.race.end(target, result?.ok === true);
+      if (claim) await this.finishClaim(claim, result?.ok === true);
       done();
     }
     record.result = {

@@ -5,7 +5,8 @@
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { fileAudit, type Audit } from './audit.js';
-import { Broker, FenceRace } from './broker.js';
+import { Broker } from './broker.js';
+import { configDigest, coordinationFor, startPublishing } from './coordination/index.js';
 import { ConfigError } from './config/errors.js';
 import { loadConfig, type Config } from './config/load.js';
 import { Fencer } from './fencer.js';
@@ -82,15 +83,19 @@ async function main(): Promise<number> {
     process.stderr.write(`fence-broker: refusing to start: audit log ${config.broker.auditLog} cannot be appended to: ${(e as Error).message}\n`);
     return 2;
   }
-  const broker = new Broker({
-    policy: () => state.engine,
-    fencer: new Fencer(toolstack, {
+  const coordination = coordinationFor(config);
+  const fencer = new Fencer(toolstack, {
       verifyMs: config.broker.timeouts.verifyMs,
       pollMs: 100,
       queue: { maxReads: config.broker.limits.maxReadsPerDomain, maxPower: config.broker.limits.maxPowerPerDomain },
-    }),
+  });
+  const broker = new Broker({
+    policy: () => state.engine,
+    fencer,
     audit,
-    race: new FenceRace(config.broker.timeouts.fenceRaceMs),
+    coordination,
+    raceWindowMs: config.broker.timeouts.fenceRaceMs,
+    stormWindowMs: (cluster) => state.config.clusters[cluster]?.limits?.windowMs,
     requestTimeoutMs: config.broker.timeouts.requestMs,
     maxQueuePerIdentity: config.broker.limits.maxQueuePerIdentity,
     reportError: (err) => log.error({ err }, err.message),
@@ -125,14 +130,35 @@ async function main(): Promise<number> {
       })
       .catch((e: unknown) => log.error({ err: e }, 'reload failed; keeping the running config and policy'));
   };
+  // The fleet view (etcd only; one host alone has no fleet): what this host
+  // runs, under which tenancy and policy.
+  const stopPublishing = config.broker.coordination.type === 'local' ? () => undefined : startPublishing(
+    coordination,
+    async () => {
+      const all = Object.values(state.config.clusters).flatMap((c) => c.domains);
+      const listed = await fencer.list(all);
+      return {
+        host_id: config.broker.hostId,
+        listen: `${config.broker.listen.host}:${door.port}`,
+        config_digest: configDigest(state.config),
+        policy_revision: state.engine.revision,
+        domains: listed.ok ? Object.fromEntries(listed.domains.map((d) => [d, listed.states[d] ?? 'unknown'])) : {},
+        at: new Date().toISOString(),
+      };
+    },
+    5_000,
+    (err) => log.warn({ err }, 'fleet: could not publish this host'),
+  );
   warnIfStale(state.config, state.engine.revision);
   log.info(
-    { listen: `${config.broker.listen.host}:${door.port}`, host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog },
+    { listen: `${config.broker.listen.host}:${door.port}`, host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
     'fence-broker ready',
   );
   if (reloadPending) reload();
   await stopping;
+  stopPublishing();
   await door.close();
+  await coordination.close().catch((e: unknown) => log.warn({ err: e }, 'coordination: close failed'));
   try {
     audit.event('stop', { pid: process.pid });
     audit.close();

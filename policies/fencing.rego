@@ -4,10 +4,12 @@
 #   {"requester": {"cluster": "blue", "node": "blue-1"}   a member node, or
 #                 {"admin": "ops"},                       an admin key,
 #    "action": "off", "target": "blue-2",                 target absent for list/gethosts
-#    "requester_fenced": false}                           the broker's fence-race state, see rule 10
+#    "requester_fenced": false,                           the fence-race state (local or etcd), see rule 10
+#    "recent_fences": 0}                                  domains of the cluster fenced in its storm window, rule 11
 # Data (derived from clusters.yaml by the broker, keyed so that every lookup is O(1)):
 #   clusters.<c>.nodes.<n>.domain, clusters.<c>.actions.<a> = true,
 #   clusters.<c>.allow_self_off, clusters.<c>.domains (sorted list),
+#   clusters.<c>.limits.fences_per_window / window (seconds; absent: no limit),
 #   domains.<d>.cluster, admins.<a> = {}
 #
 # Checklist: a request is allowed only when it passes every rule below and
@@ -128,6 +130,19 @@ reasons contains sprintf("fence_race_lost: node %s's own domain is being or was 
 	input.requester_fenced == true
 	not read_actions[action]
 }
+
+# --- Rule 11: a cluster fences at most fences_per_window domains per window ---
+# (a storm of fences is more likely a broken cluster than failed nodes). The
+# broker counts distinct domains of the cluster fenced within the window, in
+# the coordination store, and passes the count; a domain fenced again counts once.
+reasons contains sprintf("fence_storm_limit: cluster %s fenced %d domains in the last %v s (limit %d); %s refused", [req_cluster, recent, cluster.limits.window, cluster.limits.fences_per_window, action]) if {
+	not as_admin
+	fence_actions[action]
+	recent := object.get(input, "recent_fences", 0)
+	recent >= cluster.limits.fences_per_window
+}
+
+fence_actions := {"off", "reset"}
 
 # --- Allow: a positive match and no reason against -------------------------
 allow if {

@@ -183,6 +183,29 @@ test_rule10_fence_race_loser_may_still_read if {
 	}
 }
 
+# --- Rule 11 ----------------------------------------------------------------
+test_rule11_fence_storm_limit if {
+	limited := object.union(fixture.clusters, {"blue": object.union(fixture.clusters.blue, {"limits": {"fences_per_window": 2, "window": 60}})})
+	over := fencing.decision with data.clusters as limited
+		with data.domains as fixture.domains
+		with input as {"requester": blue1, "action": "reset", "target": "blue-2", "recent_fences": 2}
+	denied_with(over, "fence_storm_limit")
+	under := fencing.decision with data.clusters as limited
+		with data.domains as fixture.domains
+		with input as {"requester": blue1, "action": "off", "target": "blue-2", "recent_fences": 1}
+	under.allow == true
+
+	# Reads and power on are never storm-limited; without limits, no count matters.
+	on := fencing.decision with data.clusters as limited
+		with data.domains as fixture.domains
+		with input as {"requester": blue1, "action": "on", "target": "blue-2", "recent_fences": 9}
+	on.allow == true
+	unlimited := fencing.decision with data.clusters as fixture.clusters
+		with data.domains as fixture.domains
+		with input as {"requester": blue1, "action": "off", "target": "blue-2", "recent_fences": 99}
+	unlimited.allow == true
+}
+
 # --- Default deny -------------------------------------------------------------
 test_default_deny_without_data if {
 	d := fencing.decision with data.clusters as {}

@@ -3,12 +3,13 @@
 // something else, key strength, limits that contradict each other, the
 // listen address. Every problem located; then the Config is assembled.
 import { dirname, resolve } from 'node:path';
+import { hostname } from 'node:os';
 import { reservedDomainProblem } from '../../common/names.js';
 import { parsePublicKey, type PublicKey } from '../identity/keys.js';
 import type { Located } from './errors.js';
 import { ConfigError } from './errors.js';
 import { where, type Locator, type Path } from './locate.js';
-import { ALL_ACTIONS, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type ClusterConfig, type Config, type Limits, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
+import { ALL_ACTIONS, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
 
 /** The rules that span entries: one owner per domain, one identity per key, node domains owned. */
 export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
@@ -64,6 +65,7 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
       nodes,
       actions: c.actions ? [...c.actions] : [...ALL_ACTIONS],
       allowSelfOff: c.allow_self_off ?? false,
+      ...(c.limits ? { limits: { fencesPerWindow: c.limits.fences_per_window, windowMs: c.limits.window * 1000 } } : {}),
     };
   }
 
@@ -105,6 +107,8 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
         requestMs: (raw.broker.timeouts?.request ?? DEFAULT_TIMEOUTS.requestMs / 1000) * 1000,
       },
       limits,
+      hostId: raw.broker.host_id ?? hostname(),
+      coordination: coordinationOf(raw.broker.coordination, base),
     },
     clusters,
     admins,
@@ -135,3 +139,17 @@ function parseListen(listen: string): { host: string; port: number } | string {
   return { host, port };
 }
 
+
+/** Coordination settings, defaults filled in, TLS paths resolved against the config's folder. */
+function coordinationOf(raw: RawConfig['broker']['coordination'], base: string): CoordinationConfig {
+  if (!raw || raw.type === 'local') return { type: 'local' };
+  return {
+    type: 'etcd',
+    endpoints: raw.endpoints,
+    prefix: raw.prefix ?? '/fence-broker',
+    timeoutMs: (raw.timeout ?? 2) * 1000,
+    ...(raw.tls
+      ? { tls: { ca: resolve(base, raw.tls.ca), ...(raw.tls.cert ? { cert: resolve(base, raw.tls.cert) } : {}), ...(raw.tls.key ? { key: resolve(base, raw.tls.key) } : {}) } }
+      : {}),
+  };
+}

@@ -98,7 +98,13 @@ export interface ClusterConfig {
   nodes: Record<string, NodeConfig>;
   actions: PowerAction[];
   allowSelfOff: boolean;
+  /** Storm limit: at most `fencesPerWindow` distinct domains fenced within `windowMs`. */
+  limits?: { fencesPerWindow: number; windowMs: number };
 }
+
+export type CoordinationConfig =
+  | { type: 'local' }
+  | { type: 'etcd'; endpoints: string[]; prefix: string; timeoutMs: number; tls?: { ca: string; cert?: string; key?: string } };
 
 export interface AdminConfig {
   name: string;
@@ -118,6 +124,9 @@ export interface Config {
     toolstack: ToolstackConfig;
     timeouts: Timeouts;
     limits: Limits;
+    /** This host's name in the fleet. */
+    hostId: string;
+    coordination: CoordinationConfig;
   };
   clusters: Record<string, ClusterConfig>;
   admins: Record<string, AdminConfig>;
@@ -134,6 +143,8 @@ export interface RawConfig {
     toolstack: ToolstackConfig;
     timeouts?: { command?: number; verify?: number; fence_race?: number; request?: number };
     limits?: Record<string, number>;
+    host_id?: string;
+    coordination?: { type: 'local' } | { type: 'etcd'; endpoints: string[]; prefix?: string; timeout?: number; tls?: { ca: string; cert?: string; key?: string } };
   };
   clusters: Record<
     string,
@@ -142,6 +153,7 @@ export interface RawConfig {
       nodes: Record<string, { key: string; domain?: string }>;
       actions?: PowerAction[];
       allow_self_off?: boolean;
+      limits?: { fences_per_window: number; window: number };
     }
   >;
   admins?: Record<string, { key: string }>;

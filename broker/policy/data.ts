@@ -10,6 +10,7 @@ export interface PolicyData {
       actions: Record<string, true>;
       allow_self_off: boolean;
       domains: string[];
+      limits?: { fences_per_window: number; window: number };
     }
   >;
   domains: Record<string, { cluster: string }>;
@@ -26,6 +27,7 @@ export function policyData(config: Pick<Config, 'clusters' | 'admins'>): PolicyD
       actions: Object.fromEntries(c.actions.map((a) => [a, true] as const)),
       allow_self_off: c.allowSelfOff,
       domains: [...c.domains].sort(),
+      ...(c.limits ? { limits: { fences_per_window: c.limits.fencesPerWindow, window: c.limits.windowMs / 1000 } } : {}),
     };
     for (const d of c.domains) data.domains[d] = { cluster: c.name };
   }

@@ -14,6 +14,8 @@ export interface DecisionInput {
   target?: string;
   /** Fence race: the requester's own domain is being, or was just, fenced. */
   requester_fenced?: boolean;
+  /** Storm limit: distinct domains of the requester's cluster fenced in its window. */
+  recent_fences?: number;
 }
 
 export interface Decision {

@@ -5,7 +5,8 @@
 import test from 'ava';
 import { join } from 'node:path';
 import type { Audit, AuditRecord, IntentRecord } from '../../broker/audit.js';
-import { Broker, FenceRace } from '../../broker/broker.js';
+import { Broker } from '../../broker/broker.js';
+import { LocalCoordination } from '../../broker/coordination/local.js';
 import { parseConfig } from '../../broker/config/load.js';
 import { Fencer } from '../../broker/fencer.js';
 import { IdentityIndex } from '../../broker/identity/index.js';
@@ -39,7 +40,7 @@ async function setup(fail: { intent?: boolean; write?: boolean }) {
     reopen: () => undefined,
     close: () => undefined,
   };
-  const broker = new Broker({ policy: () => engine, fencer: new Fencer(toolstack), audit, race: new FenceRace(60_000), requestTimeoutMs: 40_000, maxQueuePerIdentity: 32 });
+  const broker = new Broker({ policy: () => engine, fencer: new Fencer(toolstack), audit, coordination: new LocalCoordination(), raceWindowMs: 60_000, requestTimeoutMs: 40_000, maxQueuePerIdentity: 32 });
   const who = new IdentityIndex(config).lookup(Buffer.from(config.clusters.blue?.nodes['blue-1']?.key.blob ?? '', 'base64'))?.identity;
   if (!who) throw new Error('no identity');
   return { broker, who, calls, lines, toolstack };

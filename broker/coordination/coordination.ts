@@ -1,0 +1,72 @@
+// What the brokers of a fleet must agree on (DESIGN.md §4), behind one small
+// interface: the fence race (exactly one survivor, whichever broker each
+// request reaches) and the recent fences a storm limit counts. Two
+// implementations: local (one host, in process, the default) and etcd (a
+// fleet, linearizable). Reads never need coordination; power actions do, and
+// when the store cannot answer they are refused, never done unchecked.
+
+/** A node's power action, as the store keeps it. */
+export interface Claim {
+  cluster: string;
+  node: string;
+  /** The requester's own domain: marked means it lost the race. */
+  requesterDomain: string;
+  target: string;
+  requestId: string;
+  /** Marks last this long after the fence (timeouts.fence_race). */
+  raceWindowMs: number;
+  /** The cluster's storm window, if it has a limit: the fence is counted for this long. */
+  stormWindowMs?: number;
+}
+
+/** Facts the decision takes as input (the rules stay in Rego). */
+export interface RaceFacts {
+  /** The requester's own domain is being, or was just, fenced by another node. */
+  requesterFenced: boolean;
+  /** Distinct domains of the cluster fenced within its storm window. */
+  recentFences: number;
+}
+
+/**
+ * claimed: the target is marked for this requester (again, if the same
+ * request reached another broker first); lost: the requester's own domain was
+ * marked first; taken: another node of the cluster is fencing this target now.
+ */
+export type ClaimOutcome = { outcome: 'claimed' } | { outcome: 'lost' } | { outcome: 'taken'; by: string };
+
+/** The store did not answer in time, or refused: nothing may be done that needs it. */
+export class CoordinationUnavailable extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CoordinationUnavailable';
+  }
+}
+
+/** What each broker publishes about itself (fencectl fleet). */
+export interface HostInfo {
+  host_id: string;
+  listen: string;
+  config_digest: string;
+  policy_revision: string;
+  /** Domains this host's toolstack runs, of those in its clusters.yaml, with states. */
+  domains: Record<string, string>;
+  at: string;
+}
+
+export interface Coordination {
+  /** For logs and the ready line. */
+  readonly describe: string;
+  facts(q: { cluster: string; requesterDomain: string; node: string; stormWindowMs?: number }): Promise<RaceFacts>;
+  /** Atomically: the requester has not lost, and the target is free or already its own; then mark it. */
+  claim(c: Claim): Promise<ClaimOutcome>;
+  /** The power action ended; `fenced` when the target was confirmed off. */
+  finish(c: Claim, fenced: boolean): Promise<void>;
+  /** Publishes this host (a lease: it vanishes when the broker does). */
+  publish(info: HostInfo): Promise<void>;
+  /** Every host that published, or only this one for local. */
+  fleet(): Promise<HostInfo[]>;
+  close(): Promise<void>;
+}
+
+/** The holder of a mark, as stored: one string per requesting node. */
+export const holderOf = (c: Pick<Claim, 'cluster' | 'node'>): string => `${c.cluster}/${c.node}`;

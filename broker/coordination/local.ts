@@ -1,0 +1,82 @@
+// One host: the fence race and the storm count in this process (today's
+// behaviour, no dependency). Each step is synchronous, so two requests racing
+// to fence each other cannot both pass the claim.
+import { holderOf, type Claim, type ClaimOutcome, type Coordination, type HostInfo, type RaceFacts } from './coordination.js';
+
+interface Mark {
+  holder: string;
+  /** Power actions of this target in flight. */
+  inflight: number;
+  /** When the last confirmed fence ended (performance.now()). */
+  fencedAt?: number;
+  raceWindowMs: number;
+}
+
+export class LocalCoordination implements Coordination {
+  readonly describe = 'local (this host only)';
+  private readonly marks = new Map<string, Mark>();
+  /** cluster → domain → until (performance.now()) */
+  private readonly fences = new Map<string, Map<string, number>>();
+  private self: HostInfo | undefined;
+
+  private live(domain: string): Mark | undefined {
+    const m = this.marks.get(domain);
+    if (!m) return undefined;
+    if (m.inflight > 0) return m;
+    if (m.fencedAt !== undefined && performance.now() - m.fencedAt < m.raceWindowMs) return m;
+    this.marks.delete(domain);
+    return undefined;
+  }
+
+  private recent(cluster: string): number {
+    const now = performance.now();
+    const m = this.fences.get(cluster);
+    if (!m) return 0;
+    for (const [d, until] of m) if (until <= now) m.delete(d);
+    return m.size;
+  }
+
+  facts(q: { cluster: string; requesterDomain: string; node: string }): Promise<RaceFacts> {
+    const own = this.live(q.requesterDomain);
+    return Promise.resolve({ requesterFenced: own !== undefined && own.holder !== holderOf(q), recentFences: this.recent(q.cluster) });
+  }
+
+  claim(c: Claim): Promise<ClaimOutcome> {
+    const holder = holderOf(c);
+    const own = this.live(c.requesterDomain);
+    if (own && own.holder !== holder) return Promise.resolve({ outcome: 'lost' });
+    const mark = this.live(c.target);
+    if (mark && mark.holder !== holder) return Promise.resolve({ outcome: 'taken', by: mark.holder });
+    if (mark) mark.inflight++;
+    else this.marks.set(c.target, { holder, inflight: 1, raceWindowMs: c.raceWindowMs });
+    if (c.stormWindowMs !== undefined) {
+      const m = this.fences.get(c.cluster) ?? new Map<string, number>();
+      m.set(c.target, performance.now() + c.stormWindowMs);
+      this.fences.set(c.cluster, m);
+    }
+    return Promise.resolve({ outcome: 'claimed' });
+  }
+
+  finish(c: Claim, fenced: boolean): Promise<void> {
+    const mark = this.marks.get(c.target);
+    if (mark && mark.holder === holderOf(c)) {
+      mark.inflight = Math.max(0, mark.inflight - 1);
+      if (fenced) mark.fencedAt = performance.now();
+      this.live(c.target);
+    }
+    return Promise.resolve();
+  }
+
+  publish(info: HostInfo): Promise<void> {
+    this.self = info;
+    return Promise.resolve();
+  }
+
+  fleet(): Promise<HostInfo[]> {
+    return Promise.resolve(this.self ? [this.self] : []);
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
