@@ -2,6 +2,8 @@
 // fencectl: the host admin's and security reviewer's tool (DESIGN.md §10).
 //   fencectl check   --config FILE
 //   fencectl explain --config FILE --as CLUSTER/NODE | --admin NAME --action A [--target D] [--json]
+//   fencectl fleet   [--config FILE] [--json]
+//   fencectl domains --fleet [--config FILE] [--json]
 // Exit codes: 0 ok / allowed, 1 invalid / denied, 2 usage or config error.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { checkRequest } from '../common/request.js';
@@ -12,6 +14,8 @@ import { checkRego, loadPolicy } from './policy/load.js';
 import type { Requester } from './policy/engine.js';
 import { domainRows, formatDomainTable } from './domains.js';
 import { toolstackFor } from './toolstack/index.js';
+import { coordinationFor, type HostInfo } from './coordination/index.js';
+import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from './coordination/fleet.js';
 
 /** Where a host keeps its tenancy when --config is not given. */
 const DEFAULT_CONFIG = '/etc/fence-broker/clusters.yaml';
@@ -19,6 +23,8 @@ const DEFAULT_CONFIG = '/etc/fence-broker/clusters.yaml';
 const USAGE = `usage:
   fencectl check   --config FILE
   fencectl domains [--config FILE] [--cluster C] [--json]
+  fencectl domains --fleet [--config FILE] [--json]
+  fencectl fleet   [--config FILE] [--json]
   fencectl explain --config FILE (--as CLUSTER/NODE | --admin NAME) --action ACTION [--target DOMAIN] [--json]
 `;
 
@@ -112,9 +118,42 @@ async function explain(args: string[]): Promise<number> {
   return d.allow ? 0 : 1;
 }
 
+/** What every broker of the config's fleet published (etcd coordination only). */
+async function published(config: Config): Promise<HostInfo[]> {
+  if (config.broker.coordination.type === 'local') {
+    throw new UsageError(`${config.file}: broker.coordination is local: this host has no fleet (set coordination: { type: etcd, ... })`);
+  }
+  const coordination = coordinationFor(config);
+  try {
+    return await coordination.fleet();
+  } finally {
+    await coordination.close();
+  }
+}
+
+async function fleet(args: string[]): Promise<number> {
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, json: { type: 'boolean' } });
+  const rows = fleetHosts(await published(configFrom(v)));
+  if (v.json) out(JSON.stringify(rows));
+  else {
+    out(formatFleetHosts(rows));
+    const odd = rows.filter((r) => r.flags.length).map((r) => `${r.host_id} (${r.flags.join(', ')})`);
+    out(`
+${rows.length} brokers; ${odd.length ? `differing from the rest: ${odd.join('; ')}` : 'all run the same config and policy'}`);
+  }
+  // 1 when the fleet disagrees: fit for a monitoring check.
+  return rows.some((r) => r.flags.length) ? 1 : 0;
+}
+
 async function domains(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, json: { type: 'boolean' } });
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, json: { type: 'boolean' }, fleet: { type: 'boolean' } });
   const config = configFrom(v);
+  if (v.fleet) {
+    const rows = fleetDomains(await published(config));
+    if (v.json) out(JSON.stringify(rows));
+    else out(formatFleetDomains(rows));
+    return 0;
+  }
   if (typeof v.cluster === 'string' && !config.clusters[v.cluster]) throw new UsageError(`--cluster: no cluster ${v.cluster} in ${config.file}`);
   const engine = await loadPolicy(config);
   const toolstack = toolstackFor(config);
@@ -129,7 +168,7 @@ async function domains(args: string[]): Promise<number> {
   return 0;
 }
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain, domains };
+const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain, domains, fleet };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -170,3 +170,10 @@ async function main(): Promise<number> {
 }
 
 process.exitCode = await main();
+// Everything of ours is closed. A library may still hold a retry timer (the
+// etcd client, when the store lost quorum): it must not keep a stopped broker
+// alive, so leave once it has had a moment; unref'd, this timer holds nothing.
+setTimeout(() => {
+  log.warn('exiting with library handles still open');
+  process.exit();
+}, 2_000).unref();

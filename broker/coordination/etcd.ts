@@ -34,6 +34,7 @@ export class EtcdCoordination implements Coordination {
   private readonly client: Etcd3;
   private readonly ns: Namespace;
   private hostLease: ReturnType<Etcd3['lease']> | undefined;
+  private closed = false;
 
   constructor(private readonly s: EtcdSettings) {
     this.describe = `etcd ${s.endpoints.join(',')} ${s.prefix}`;
@@ -144,9 +145,11 @@ export class EtcdCoordination implements Coordination {
   }
 
   async publish(info: HostInfo): Promise<void> {
+    if (this.closed) return;
     await this.bounded('publish this host', async () => {
+      if (this.closed) return;
       if (!this.hostLease || this.hostLease.revoked()) {
-        this.hostLease = this.client.lease(HOST_TTL_S);
+        this.hostLease = this.ns.lease(HOST_TTL_S);
         this.hostLease.on('lost', () => (this.hostLease = undefined));
       }
       await this.hostLease.put(`hosts/${info.host_id}`).value(JSON.stringify(info)).exec();
@@ -160,8 +163,15 @@ export class EtcdCoordination implements Coordination {
     });
   }
 
+  /** Leaves the fleet view at once if the store answers in time; its lease lapses otherwise. Never hangs. */
   async close(): Promise<void> {
-    await this.hostLease?.revoke().catch(() => undefined);
+    this.closed = true;
+    const lease = this.hostLease;
+    this.hostLease = undefined;
+    if (lease) {
+      await this.bounded('leave the fleet', () => lease.revoke()).catch(() => undefined);
+      lease.release();
+    }
     this.client.close();
   }
 }

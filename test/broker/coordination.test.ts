@@ -4,7 +4,11 @@
 // guest plugin asks both brokers, as it does in production.
 import anyTest, { type TestFn } from 'ava';
 import { execa } from 'execa';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { projectPath } from '../../common/paths.js';
+import { findOpa } from '../../broker/policy/bundle.js';
+import { fencectl, tempDir, until } from '../helpers.js';
 import { startDaemon, type Daemon } from '../broker-daemon.js';
 import { etcdMissing, startEtcd, type EtcdCluster } from '../etcd-host.js';
 import { request } from '../ssh-client.js';
@@ -111,6 +115,80 @@ test(`with etcd, ${PAIRS} two-node clusters spanning hosts fence each other at o
     await b.stop();
   }
 });
+
+test('the storm limit, counted in etcd: past fences_per_window the next fence is refused, in the reply and the audit', async (t) => {
+  const d = await startDaemon({
+    clusters: { storm: { domains: ['s0', 's1', 's2', 's3'], nodes: { s0: 's0' }, extra: ['limits: { fences_per_window: 2, window: 60 }'] } },
+    simDomains: { s0: 'running', s1: 'running', s2: 'running', s3: 'running' },
+    extraBroker: etcdLines().map((l) => l.replace('PREFIX', `/fb-storm-${process.pid}`)),
+  });
+  try {
+    t.like((await request(d, 's0', 'off s1')).reply, { ok: true, state: 'off' });
+    t.like((await request(d, 's0', 'reset s2')).reply, { ok: true });
+    const third = await request(d, 's0', 'off s3');
+    t.like(third.reply, { ok: false, code: 'refused' });
+    t.regex(String(third.reply.message), /fence_storm_limit: cluster storm fenced 2 domains in the last 60 s \(limit 2\); off refused/);
+    t.is(d.sim().s3, 'running');
+    t.like((await request(d, 's0', 'status s3')).reply, { ok: true, state: 'on' }, 'reads are never storm-limited');
+    const audited = d.audit().find((l) => l.target === 's3' && l.action === 'off');
+    t.like(audited, { decision: 'deny', code: 'refused' });
+    t.regex(String((audited?.reasons as string[])[0]), /^fence_storm_limit: .*fenced 2 domains.*limit 2/);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('fencectl fleet lists every broker and flags the one running another policy revision; domains --fleet shows where each domain runs', async (t) => {
+  const prefix = `/fb-fleet-${process.pid}`;
+  const [a, b] = await twoHosts(etcdLines(), { prefix });
+  // A third host whose broker loads a bundle built with another revision.
+  const dir = tempDir('fb-fleet-');
+  const other = join(dir, 'other.tar.gz');
+  const rego = tempDir('fb-fleet-rego-');
+  copyFileSync(projectPath('policies', 'fencing.rego'), join(rego, 'fencing.rego'));
+  const built = await execa(await findOpa(), ['build', '-b', '-t', 'wasm', '-e', 'fencing/decision', '-r', 'rev-other', '-o', other, rego], { reject: false });
+  t.is(built.exitCode, 0, built.stderr);
+  const c = await startDaemon({
+    clusters: { c0: { domains: ['c0-a', 'c0-b'], nodes: { 'c0-a': 'c0-a', 'c0-b': 'c0-b' } } },
+    simDomains: {},
+    extraBroker: ['  host_id: host-c', `  policy_bundle: ${other}`, ...etcdLines().map((l) => l.replace('PREFIX', prefix))],
+  });
+  try {
+    let report = { exitCode: 0 as number | undefined, stdout: '', stderr: '' };
+    await until('all three brokers published', () => (report.stdout.match(/host-[abc]/g) ?? []).length >= 3, 60_000, async () => {
+      const r = await fencectl(['fleet', '--config', a.config, '--json']);
+      report = { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
+    }).catch((err: unknown) => {
+      throw new Error(`${String(err)}; last: ${JSON.stringify(report)}; broker a: ${a.logTail(2000)}`);
+    });
+    t.is(report.exitCode, 1, 'the fleet disagrees');
+    const rows = JSON.parse(report.stdout) as { host_id: string; flags: string[]; policy_revision: string; domains: number }[];
+    t.deepEqual(rows.map((r) => [r.host_id, r.flags]), [['host-a', []], ['host-b', []], ['host-c', ['config_differs', 'policy_differs']]]);
+    t.is(rows.find((r) => r.host_id === 'host-c')?.policy_revision, 'rev-other');
+    t.is(rows.find((r) => r.host_id === 'host-a')?.domains, PAIRS);
+    const text = await fencectl(['fleet', '--config', a.config]);
+    t.regex(String(text.stdout), /differing from the rest: host-c \(config_differs, policy_differs\)/);
+    const where = await fencectl(['domains', '--fleet', '--config', b.config, '--json']);
+    t.is(where.exitCode, 0, String(where.stderr));
+    const domains = JSON.parse(String(where.stdout)) as { domain: string; hosts: Record<string, string>; flags: string[] }[];
+    t.deepEqual(domains.find((r) => r.domain === 'c0-a')?.hosts, { 'host-a': 'on' });
+    t.deepEqual(domains.find((r) => r.domain === 'c0-b')?.hosts, { 'host-b': 'on' });
+    const local = await fencectl(['fleet', '--config', (await startLocalConfig()).config]);
+    t.is(local.exitCode, 2);
+    t.regex(String(local.stderr), /coordination is local: this host has no fleet/);
+  } finally {
+    await c.stop();
+    await a.stop();
+    await b.stop();
+  }
+});
+
+/** A broker config with the default (local) coordination, for fencectl's refusal. */
+async function startLocalConfig(): Promise<Daemon> {
+  const d = await startDaemon({ clusters: { x: { domains: ['x-1'], nodes: { 'x-1': 'x-1' } } } });
+  await d.stop();
+  return d;
+}
 
 test('one etcd member killed: fencing still works; quorum lost: power actions are refused as coordination_unavailable, reads work, nothing is reported off', async (t) => {
   // A cluster of its own: this test kills members.
