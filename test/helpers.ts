@@ -51,3 +51,19 @@ export function within<T>(what: string, p: Promise<T>, timeoutMs = 120_000, cont
   });
   return Promise.race([p, bound]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Runs every cleanup step in order, each even when one before it failed (a
+ * leaked daemon or namespace outlives the test), then throws the first failure.
+ */
+export async function cleanup(...steps: (() => Promise<unknown> | unknown)[]): Promise<void> {
+  let first: unknown;
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (err) {
+      first ??= err;
+    }
+  }
+  if (first !== undefined) throw first;
+}

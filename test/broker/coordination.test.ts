@@ -8,7 +8,7 @@ import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectPath } from '../../common/paths.js';
 import { findOpa } from '../../broker/policy/bundle.js';
-import { fencectl, tempDir, until } from '../helpers.js';
+import { cleanup, fencectl, tempDir, until } from '../helpers.js';
 import { startDaemon, type Daemon } from '../broker-daemon.js';
 import { etcdMissing, startEtcd, type EtcdCluster } from '../etcd-host.js';
 import { request } from '../ssh-client.js';
@@ -86,6 +86,9 @@ async function mutualFences(a: Daemon, b: Daemon): Promise<string[]> {
   return bad;
 }
 
+/** Stops every one, even when one fails to stop cleanly (then the first failure is thrown). */
+const stopAll = (...all: { stop(): Promise<void> }[]): Promise<void> => cleanup(...all.map((x) => () => x.stop()));
+
 const etcdLines = (extra: string[] = []) => ['  coordination:', '    type: etcd', `    endpoints: [${etcd?.endpoints.join(', ')}]`, '    prefix: PREFIX', '    timeout: 2', ...extra];
 
 test('control: with coordination local, brokers on two hosts judge the mutual fence apart, and both nodes can die', async (t) => {
@@ -96,8 +99,7 @@ test('control: with coordination local, brokers on two hosts judge the mutual fe
     // Not asserted to be all: the point is that it happens at all without a shared store.
     t.true(bad.length > 0, 'the race is lost between hosts without coordination');
   } finally {
-    await a.stop();
-    await b.stop();
+    await stopAll(a, b);
   }
 });
 
@@ -111,8 +113,7 @@ test(`with etcd, ${PAIRS} two-node clusters spanning hosts fence each other at o
     t.true(lost.length >= PAIRS, `${lost.length} fence_race_lost refusals`);
     t.log(`coordination etcd: 0 of ${PAIRS} clusters without exactly one survivor; ${lost.length} refusals for a lost race`);
   } finally {
-    await a.stop();
-    await b.stop();
+    await stopAll(a, b);
   }
 });
 
@@ -177,9 +178,7 @@ test('fencectl fleet lists every broker and flags the one running another policy
     t.is(local.exitCode, 2);
     t.regex(String(local.stderr), /coordination is local: this host has no fleet/);
   } finally {
-    await c.stop();
-    await a.stop();
-    await b.stop();
+    await stopAll(c, a, b);
   }
 });
 
@@ -216,8 +215,6 @@ test('one etcd member killed: fencing still works; quorum lost: power actions ar
     t.like(audited, { code: 'coordination_unavailable', decision: 'error' });
     t.regex(String((audited?.reasons as string[])[0]), /^coordination_unavailable: etcd/);
   } finally {
-    await a.stop();
-    await b.stop();
-    await cluster.stop();
+    await stopAll(a, b, cluster);
   }
 });

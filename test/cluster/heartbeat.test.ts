@@ -8,7 +8,7 @@ import anyTest, { type TestFn } from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from '../broker-daemon.js';
-import { tempDir, until } from '../helpers.js';
+import { cleanup, tempDir, until } from '../helpers.js';
 import { createDomain, domid, domstate, libvirtMissing, removeDomain, sweepStale } from '../libvirt-host.js';
 import { heartbeatMissing, startHeartbeatCluster, type HeartbeatNode } from './heartbeat-host.js';
 import { labMissing, makeLab, type Lab } from './netns.js';
@@ -25,10 +25,7 @@ const created: string[] = [];
 
 anyTest.after.always(async () => {
   if (missing) return;
-  for (const n of nodes) await n.stop();
-  await d?.stop();
-  await lab?.remove();
-  await Promise.all(created.map(removeDomain));
+  await cleanup(...nodes.map((n) => () => n.stop()), () => d?.stop(), () => lab?.remove(), () => Promise.all(created.map(removeDomain)));
 });
 
 test('Heartbeat v1: when a node dies, the survivor resets it through external/fence-broker, then takes over its resource', async (t) => {

@@ -6,7 +6,7 @@
 // node's stack dies, the survivor fences it on Pacemaker's own initiative.
 import anyTest, { type TestFn } from 'ava';
 import { startDaemon, type Daemon } from '../broker-daemon.js';
-import { until } from '../helpers.js';
+import { cleanup, until } from '../helpers.js';
 import { createDomain, domid, domstate, libvirtMissing, removeDomain, sweepStale } from '../libvirt-host.js';
 import { labMissing, makeLab, type Lab } from './netns.js';
 import { corosyncConf, IDENTITY_PATH, pacemakerMissing, startPacemakerNode, type PacemakerNode } from './pacemaker-host.js';
@@ -23,10 +23,7 @@ const created: string[] = [];
 
 anyTest.after.always(async () => {
   if (missing) return;
-  for (const n of nodes) await n.stop();
-  await d?.stop();
-  await lab?.remove();
-  await Promise.all(created.map(removeDomain));
+  await cleanup(...nodes.map((n) => () => n.stop()), () => d?.stop(), () => lab?.remove(), () => Promise.all(created.map(removeDomain)));
 });
 
 test('two nodes: one node\'s stack dies, and the survivor fences it through fence_broker on Pacemaker\'s own initiative', async (t) => {
