@@ -7,7 +7,7 @@
 import anyTest, { type TestFn } from 'ava';
 import { startDaemon, type Daemon } from '../broker-daemon.js';
 import { createDomain, domid, domstate, libvirtMissing, removeDomain, sweepStale } from '../libvirt-host.js';
-import { until } from '../helpers.js';
+import { cleanup, until } from '../helpers.js';
 import { pacemakerMissing, startPacemakerNode, type PacemakerNode } from './pacemaker-host.js';
 
 const missing = (await pacemakerMissing()) ?? (await libvirtMissing());
@@ -38,9 +38,7 @@ anyTest.before(async () => {
 
 anyTest.after.always(async () => {
   if (missing) return;
-  await node?.stop();
-  await d?.stop();
-  await Promise.all(created.map(removeDomain));
+  await cleanup(() => node?.stop(), () => d?.stop(), () => Promise.all(created.map(removeDomain)));
 });
 
 /** stonith_admin with a fencer-side timeout (seconds) under the test's own bound. */
