@@ -4,13 +4,14 @@
 // guest plugin asks both brokers, as it does in production.
 import anyTest, { type TestFn } from 'ava';
 import { execa } from 'execa';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectPath } from '../../common/paths.js';
 import { findOpa } from '../../broker/policy/bundle.js';
 import { cleanup, fencectl, tempDir, until } from '../helpers.js';
 import { startDaemon, type Daemon } from '../broker-daemon.js';
 import { etcdMissing, startEtcd, type EtcdCluster } from '../etcd-host.js';
+import { makeDouble } from '../doubles.js';
 import { request } from '../ssh-client.js';
 
 const missing = await etcdMissing();
@@ -188,6 +189,36 @@ async function startLocalConfig(): Promise<Daemon> {
   await d.stop();
   return d;
 }
+
+test('a domain migrating between the hosts (Xen TEST DOUBLES: NAME--migratedaway on A, NAME--incoming on B): the plugin fails the off, never succeeds, and both halves survive', async (t) => {
+  const hosts = [makeDouble('fake-xl'), makeDouble('fake-xl')] as const;
+  hosts[0].setDomain('m-a', '3 -b----');
+  hosts[0].setDomain('m-b--migratedaway', '4 --p---');
+  hosts[1].setDomain('m-b--incoming', '7 --p---');
+  const start = (i: 0 | 1, keys?: Record<string, string>) =>
+    startDaemon({
+      clusters: { m: { domains: ['m-a', 'm-b'], nodes: { 'm-a': 'm-a', 'm-b': 'm-b' } } },
+      toolstack: `{ type: xl, command: "${hosts[i].command}", config_dir: "${hosts[i].dir}" }`,
+      // Confirming off can never succeed here: give up after 3 s instead of 30.
+      extraBroker: [`  host_id: host-${i}`, '  timeouts: { verify: 3 }', ...etcdLines().map((l) => l.replace('PREFIX', `/fb-migrate-${process.pid}`))],
+      ...(keys ? { reuseKeys: keys } : {}),
+    });
+  const a = await start(0);
+  const b = await start(1, { 'm-a': a.key('m-a'), 'm-b': a.key('m-b') });
+  try {
+    const r = await agent(a, b, 'm-a', 'off', 'm-b');
+    t.is(r.exitCode, 1, r.stderr);
+    t.regex(r.stderr, /migrat|unknown/i);
+    // Both halves of the migration are still there (a destroy by the plain name finds no domain).
+    t.true(existsSync(join(hosts[0].dir, 'domains', 'm-b--migratedaway')));
+    t.true(existsSync(join(hosts[1].dir, 'domains', 'm-b--incoming')));
+    const replies = [...a.audit(), ...b.audit()].filter((l) => l.action === 'off');
+    t.is(replies.length, 2, 'both brokers were asked');
+    t.true(replies.every((l) => l.code !== 'ok' && l.code !== 'not_found'), JSON.stringify(replies.map((l) => l.code)));
+  } finally {
+    await stopAll(a, b);
+  }
+});
 
 test('one etcd member killed: fencing still works; quorum lost: power actions are refused as coordination_unavailable, reads work, nothing is reported off', async (t) => {
   // A cluster of its own: this test kills members.
