@@ -57,6 +57,10 @@ export class LocalCoordination implements Coordination {
     return Promise.resolve({ outcome: 'claimed' });
   }
 
+  /**
+   * Unlike etcd's, a mark here ends with a failed fence: on one host no other
+   * broker can be fencing the target meanwhile, and the node may try again.
+   */
   finish(c: Claim, fenced: boolean): Promise<void> {
     const mark = this.marks.get(c.target);
     if (mark && mark.holder === holderOf(c)) {

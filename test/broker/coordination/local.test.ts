@@ -1,0 +1,56 @@
+// The local coordination's claim rules, called directly (the etcd one is
+// driven through real brokers in test/broker/coordination.test.ts).
+import test from 'ava';
+import { LocalCoordination } from '../../../broker/coordination/local.js';
+import type { Claim } from '../../../broker/coordination/coordination.js';
+import { fleetDomains, fleetHosts } from '../../../broker/coordination/fleet.js';
+
+const claim = (node: string, target: string, extra: Partial<Claim> = {}): Claim => ({
+  cluster: 'blue', node, requesterDomain: node, target, requestId: `${node}->${target}`, raceWindowMs: 60_000, ...extra,
+});
+
+test('of two nodes fencing each other, the second to claim has lost; the winner may claim again (the same request at another broker)', async (t) => {
+  const c = new LocalCoordination();
+  t.deepEqual(await c.claim(claim('blue-1', 'blue-2')), { outcome: 'claimed' });
+  t.deepEqual(await c.claim(claim('blue-2', 'blue-1')), { outcome: 'lost' });
+  t.deepEqual(await c.claim(claim('blue-1', 'blue-2')), { outcome: 'claimed' });
+  t.like(await c.facts({ cluster: 'blue', node: 'blue-2', requesterDomain: 'blue-2' }), { requesterFenced: true });
+  t.like(await c.facts({ cluster: 'blue', node: 'blue-1', requesterDomain: 'blue-1' }), { requesterFenced: false });
+});
+
+test('a target another node is fencing now is taken; a failed fence frees it, a confirmed one keeps it for the window', async (t) => {
+  const c = new LocalCoordination();
+  const first = claim('blue-1', 'blue-3');
+  await c.claim(first);
+  t.deepEqual(await c.claim(claim('blue-2', 'blue-3')), { outcome: 'taken', by: 'blue/blue-1' });
+  await c.finish(first, false);
+  t.deepEqual(await c.claim(claim('blue-2', 'blue-3')), { outcome: 'claimed' });
+  await c.finish(claim('blue-2', 'blue-3'), true);
+  t.deepEqual(await c.claim(claim('blue-1', 'blue-3')), { outcome: 'taken', by: 'blue/blue-2' });
+  const short = new LocalCoordination();
+  const quick = claim('blue-1', 'blue-3', { raceWindowMs: 0 });
+  await short.claim(quick);
+  await short.finish(quick, true);
+  t.deepEqual(await short.claim(claim('blue-2', 'blue-3')), { outcome: 'claimed' }, 'past the window the mark is gone');
+});
+
+test('the storm count: distinct targets within the window, a target fenced again counted once', async (t) => {
+  const c = new LocalCoordination();
+  for (const target of ['blue-2', 'blue-3', 'blue-2']) {
+    const k = claim('blue-1', target, { stormWindowMs: 60_000 });
+    await c.claim(k);
+    await c.finish(k, true);
+  }
+  t.is((await c.facts({ cluster: 'blue', node: 'blue-1', requesterDomain: 'blue-1' })).recentFences, 2);
+  t.is((await c.facts({ cluster: 'red', node: 'red-1', requesterDomain: 'red-1' })).recentFences, 0);
+});
+
+test('fleet view: the odd broker out is flagged; a domain on several hosts is flagged', (t) => {
+  const host = (id: string, policy: string, domains: Record<string, string>) => ({ host_id: id, listen: `${id}:2222`, config_digest: 'sha256:x', policy_revision: policy, domains, at: '' });
+  const hosts = [host('a', 'r1', { d1: 'on' }), host('b', 'r1', { d1: 'on', d2: 'off' }), host('c', 'r2', {})];
+  t.deepEqual(fleetHosts(hosts).map((r) => [r.host_id, r.flags]), [['a', []], ['b', []], ['c', ['policy_differs']]]);
+  t.deepEqual(fleetDomains(hosts), [
+    { domain: 'd1', hosts: { a: 'on', b: 'on' }, flags: ['on_several_hosts'] },
+    { domain: 'd2', hosts: { b: 'off' }, flags: [] },
+  ]);
+});
