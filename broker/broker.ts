@@ -201,11 +201,6 @@ export class Broker {
         decision = engine.decide({ ...input, requester_fenced: true });
         record.decision = decision.allow ? 'allow' : 'deny';
         record.reasons = decision.reasons;
-      } else if (outcome.outcome === 'taken') {
-        const message = `busy: ${outcome.by} is fencing ${target} now; nothing was done`;
-        record.reasons = [...record.reasons, `fence_in_progress: ${outcome.by}`];
-        record.result = { ok: false, state: 'unknown', message, busy: true };
-        return reply(base, 'busy', { message });
       } else {
         claim = c;
       }

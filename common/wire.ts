@@ -22,8 +22,7 @@ export type PowerState = (typeof POWER_STATES)[number];
  * - not_found: this host does not have the domain (not proof of off)
  * - refused: the policy said no (a foreign and a missing domain look alike)
  * - malformed: the request broke the grammar
- * - busy: a bound was reached, or another node of the cluster is fencing
- *   this target now; nothing was done, try again
+ * - busy: a bound was reached; nothing was done, try again
  * - coordination_unavailable: a power action needs the fleet's shared store
  *   (fence race, storm count) and it did not answer; nothing was done
  */

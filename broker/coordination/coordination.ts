@@ -29,10 +29,11 @@ export interface RaceFacts {
 
 /**
  * claimed: the target is marked for this requester (again, if the same
- * request reached another broker first); lost: the requester's own domain was
- * marked first; taken: another node of the cluster is fencing this target now.
+ * request reached another broker first; or taken over from another node of
+ * the cluster fencing it too, which keeps it marked); lost: the requester's
+ * own domain was marked first by another node.
  */
-export type ClaimOutcome = { outcome: 'claimed' } | { outcome: 'lost' } | { outcome: 'taken'; by: string };
+export type ClaimOutcome = { outcome: 'claimed' } | { outcome: 'lost' };
 
 /** The store did not answer in time, or refused: nothing may be done that needs it. */
 export class CoordinationUnavailable extends Error {
@@ -57,7 +58,7 @@ export interface Coordination {
   /** For logs and the ready line. */
   readonly describe: string;
   facts(q: { cluster: string; requesterDomain: string; node: string; stormWindowMs?: number }): Promise<RaceFacts>;
-  /** Atomically: the requester has not lost, and the target is free or already its own; then mark it. */
+  /** Atomically: the requester has not lost; then mark the target for it. */
   claim(c: Claim): Promise<ClaimOutcome>;
   /** The power action ended; `fenced` when the target was confirmed off. */
   finish(c: Claim, fenced: boolean): Promise<void>;

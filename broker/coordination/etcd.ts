@@ -1,8 +1,10 @@
 // A fleet: the fence race and the storm count in etcd (the etcd3 client), so
 // that every broker judges a race the same way. One transaction per claim:
-// the requester's own domain carries no mark of another node, and the target
-// carries none or the requester's own; then the target is marked with a lease
-// of the race window. A mark is never deleted early: a broker that finds the
+// the requester's own domain carries no mark of another node, and neither
+// mark changed since it was read; then the target is marked for the requester
+// with a lease of the race window (the same request at another broker finds
+// its own mark; another node fencing the same target takes the mark over, and
+// the target stays marked). A mark is never deleted early: a broker that finds the
 // target is not on its host says so, while another may be fencing it.
 // Every call is bounded (coordination.timeout); past it, or on any store
 // error, the answer is CoordinationUnavailable.
@@ -108,8 +110,6 @@ export class EtcdCoordination implements Coordination {
         const own = EtcdCoordination.parse(ownRaw);
         if (own && own.holder !== holder) return { outcome: 'lost' } as const;
         const targetRaw = ownKey === targetKey ? ownRaw : await this.ns.get(targetKey).string();
-        const mark = EtcdCoordination.parse(targetRaw);
-        if (mark && mark.holder !== holder) return { outcome: 'taken', by: mark.holder } as const;
         const raceLease = this.client.lease(seconds(c.raceWindowMs), { autoKeepAlive: false });
         const leaseId = await raceLease.grant();
         const txn = this.ns.if(ownKey, ownRaw === null ? 'Version' : 'Value', '==', ownRaw === null ? 0 : ownRaw);

@@ -46,9 +46,10 @@ export class LocalCoordination implements Coordination {
     const own = this.live(c.requesterDomain);
     if (own && own.holder !== holder) return Promise.resolve({ outcome: 'lost' });
     const mark = this.live(c.target);
-    if (mark && mark.holder !== holder) return Promise.resolve({ outcome: 'taken', by: mark.holder });
-    if (mark) mark.inflight++;
-    else this.marks.set(c.target, { holder, inflight: 1, raceWindowMs: c.raceWindowMs });
+    if (mark) {
+      mark.holder = holder;
+      mark.inflight++;
+    } else this.marks.set(c.target, { holder, inflight: 1, raceWindowMs: c.raceWindowMs });
     if (c.stormWindowMs !== undefined) {
       const m = this.fences.get(c.cluster) ?? new Map<string, number>();
       m.set(c.target, performance.now() + c.stormWindowMs);
@@ -63,7 +64,7 @@ export class LocalCoordination implements Coordination {
    */
   finish(c: Claim, fenced: boolean): Promise<void> {
     const mark = this.marks.get(c.target);
-    if (mark && mark.holder === holderOf(c)) {
+    if (mark) {
       mark.inflight = Math.max(0, mark.inflight - 1);
       if (fenced) mark.fencedAt = performance.now();
       this.live(c.target);

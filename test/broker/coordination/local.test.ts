@@ -18,20 +18,21 @@ test('of two nodes fencing each other, the second to claim has lost; the winner 
   t.like(await c.facts({ cluster: 'blue', node: 'blue-1', requesterDomain: 'blue-1' }), { requesterFenced: false });
 });
 
-test('a target another node is fencing now is taken; a failed fence frees it, a confirmed one keeps it for the window', async (t) => {
+test('another node fencing the same target takes the mark over; the target stays marked until the last fence ends, then for the window', async (t) => {
   const c = new LocalCoordination();
   const first = claim('blue-1', 'blue-3');
-  await c.claim(first);
-  t.deepEqual(await c.claim(claim('blue-2', 'blue-3')), { outcome: 'taken', by: 'blue/blue-1' });
+  const second = claim('blue-2', 'blue-3');
+  t.deepEqual(await c.claim(first), { outcome: 'claimed' });
+  t.deepEqual(await c.claim(second), { outcome: 'claimed' });
   await c.finish(first, false);
-  t.deepEqual(await c.claim(claim('blue-2', 'blue-3')), { outcome: 'claimed' });
-  await c.finish(claim('blue-2', 'blue-3'), true);
-  t.deepEqual(await c.claim(claim('blue-1', 'blue-3')), { outcome: 'taken', by: 'blue/blue-2' });
+  t.deepEqual(await c.claim(claim('blue-3', 'blue-1')), { outcome: 'lost' }, 'still being fenced by blue-2');
+  await c.finish(second, true);
+  t.like(await c.facts({ cluster: 'blue', node: 'blue-3', requesterDomain: 'blue-3' }), { requesterFenced: true }, 'fenced: lost for the window');
   const short = new LocalCoordination();
   const quick = claim('blue-1', 'blue-3', { raceWindowMs: 0 });
   await short.claim(quick);
   await short.finish(quick, true);
-  t.deepEqual(await short.claim(claim('blue-2', 'blue-3')), { outcome: 'claimed' }, 'past the window the mark is gone');
+  t.deepEqual(await short.claim(claim('blue-3', 'blue-1')), { outcome: 'claimed' }, 'past the window the mark is gone');
 });
 
 test('the storm count: distinct targets within the window, a target fenced again counted once', async (t) => {
