@@ -3,6 +3,7 @@
 //   fencectl check   --config FILE
 //   fencectl explain --config FILE --as CLUSTER/NODE | --admin NAME --action A [--target D] [--json]
 //   fencectl fleet   [--config FILE] [--json]
+//   fencectl keygen  --cluster C --node N [--out DIR] [--config FILE]
 //   fencectl domains --fleet [--config FILE] [--json]
 // Exit codes: 0 ok / allowed, 1 invalid / denied, 2 usage or config error.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -15,6 +16,11 @@ import type { Requester } from './policy/engine.js';
 import { domainRows, formatDomainTable } from './domains.js';
 import { toolstackFor } from './toolstack/index.js';
 import { coordinationFor, type HostInfo } from './coordination/index.js';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import ssh2 from 'ssh2';
+import { fingerprintOf } from '../common/fingerprint.js';
+import { generateEd25519 } from './identity/keygen.js';
 import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from './coordination/fleet.js';
 
 /** Where a host keeps its tenancy when --config is not given. */
@@ -25,6 +31,7 @@ const USAGE = `usage:
   fencectl domains [--config FILE] [--cluster C] [--json]
   fencectl domains --fleet [--config FILE] [--json]
   fencectl fleet   [--config FILE] [--json]
+  fencectl keygen  --cluster CLUSTER --node NODE [--out DIR] [--config FILE]
   fencectl explain --config FILE (--as CLUSTER/NODE | --admin NAME) --action ACTION [--target DOMAIN] [--json]
 `;
 
@@ -168,7 +175,45 @@ async function domains(args: string[]): Promise<number> {
   return 0;
 }
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain, domains, fleet };
+/** Where a node keeps its key, as the generated plugin parameters say. */
+const NODE_KEY_PATH = '/etc/fence-broker/id_ed25519';
+
+/**
+ * A new node key pair (node:crypto, OpenSSH formats), written to DIR/NODE
+ * (0600, never over an existing file) and DIR/NODE.pub; prints the
+ * clusters.yaml entry and the node's plugin parameters. The config is only read.
+ */
+async function keygen(args: string[]): Promise<number> {
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, node: { type: 'string' }, out: { type: 'string', default: '.' } });
+  if (typeof v.cluster !== 'string' || typeof v.node !== 'string') throw new UsageError('--cluster and --node are required');
+  const bad = nameProblem(v.cluster) ?? nameProblem(v.node);
+  if (bad) throw new UsageError(bad);
+  const config = configFrom(v);
+  const cluster = config.clusters[v.cluster];
+  if (cluster?.nodes[v.node]) throw new UsageError(`${config.file}: node ${v.node} of cluster ${v.cluster} already has a key; remove it first to replace it`);
+  const priv = resolve(join(String(v.out), v.node));
+  if (existsSync(priv) || existsSync(`${priv}.pub`)) throw new UsageError(`${priv} or ${priv}.pub exists; not overwritten`);
+  const pair = generateEd25519(`${v.cluster}/${v.node}`);
+  writeFileSync(priv, pair.private, { mode: 0o600, flag: 'wx' });
+  writeFileSync(`${priv}.pub`, pair.public + '\n', { mode: 0o644, flag: 'wx' });
+
+  const hostKey = config.broker.hostKey;
+  let fingerprint = `(host key ${hostKey} not created yet: start the broker once, then run this again or ssh-keygen -lf ${hostKey}.pub)`;
+  if (existsSync(hostKey)) {
+    const parsed = ssh2.utils.parseKey(readFileSync(hostKey));
+    if (!(parsed instanceof Error) && !Array.isArray(parsed)) fingerprint = fingerprintOf(parsed.getPublicSSH());
+  }
+  const { host, port } = config.broker.listen;
+  const address = host === '0.0.0.0' || host === '::' ? `THIS-HOST:${port}` : `${host}:${port}`;
+  out(`wrote ${priv} (private, 0600) and ${priv}.pub`);
+  out(`\nadd to ${config.file}, under clusters.${v.cluster}.nodes${cluster ? '' : ` (cluster ${v.cluster} is not there yet: add it with its domains)`}:`);
+  out(`      ${v.node}: { key: "${pair.public}" }${cluster && !cluster.domains.includes(v.node) ? `   # add domain: NAME if the node's domain is not called ${v.node}` : ''}`);
+  out(`\nthen \`fencectl check\` and reload the broker (SIGHUP). On the node, install ${priv} as ${NODE_KEY_PATH} (0600) and use:`);
+  out(`  ip=${address}\n  identity_file=${NODE_KEY_PATH}\n  host_key_fingerprint=${fingerprint}`);
+  return 0;
+}
+
+const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain, domains, fleet, keygen };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -1,0 +1,48 @@
+// fencectl keygen through the real CLI and the real daemon: the entry it
+// prints, pasted into clusters.yaml, passes fencectl check, and after a
+// reload the new node's key gets it in with the printed fingerprint pinned.
+import test from 'ava';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { startDaemon } from '../broker-daemon.js';
+import { fencectl, tempDir } from '../helpers.js';
+import { request } from '../ssh-client.js';
+
+test('keygen: a new node key, the clusters.yaml entry and the plugin parameters; check accepts the entry; the key works after a reload', async (t) => {
+  const d = await startDaemon({ clusters: { blue: { domains: ['blue-1', 'blue-2'], nodes: { 'blue-1': 'blue-1' } } } });
+  try {
+    const out = tempDir('fb-keygen-');
+    const r = await fencectl(['keygen', '--config', d.config, '--cluster', 'blue', '--node', 'blue-2', '--out', out]);
+    t.is(r.exitCode, 0, String(r.stderr));
+    const text = String(r.stdout);
+    t.is(statSync(join(out, 'blue-2')).mode & 0o777, 0o600);
+    t.true(existsSync(join(out, 'blue-2.pub')));
+    const entry = /^ {6}blue-2: \{ key: "ssh-ed25519 [A-Za-z0-9+/=]+ blue\/blue-2" \}$/m.exec(text)?.[0];
+    t.truthy(entry, text);
+    t.regex(text, new RegExp(`^  ip=127\\.0\\.0\\.1:0$`, 'm'), 'the listen address as configured');
+    t.true(text.includes(`host_key_fingerprint=${d.fingerprint}`), text);
+
+    // Pasted under clusters.blue.nodes: check passes, and after a reload the key gets in.
+    const reloaded = await d.reload((yaml) => yaml.replace(/^( {4}nodes:\n)/m, `$1${entry}\n`));
+    t.is(reloaded.msg, 'reloaded');
+    t.is((await fencectl(['check', '--config', d.config])).exitCode, 0);
+    const answer = await request({ ...d, key: (name: string) => (name === 'blue-2' ? join(out, 'blue-2') : d.key(name)) }, 'blue-2', 'status blue-1');
+    t.like(answer.reply, { ok: true, state: 'on' });
+    t.like(d.audit().at(-1), { cluster: 'blue', node: 'blue-2' });
+
+    // Never over an existing key, never a second key for a node.
+    const again = await fencectl(['keygen', '--config', d.config, '--cluster', 'blue', '--node', 'blue-3', '--out', out]);
+    t.is(again.exitCode, 0);
+    const twice = await fencectl(['keygen', '--config', d.config, '--cluster', 'blue', '--node', 'blue-3', '--out', out]);
+    t.is(twice.exitCode, 2);
+    t.regex(String(twice.stderr), /exists; not overwritten/);
+    const known = await fencectl(['keygen', '--config', d.config, '--cluster', 'blue', '--node', 'blue-2', '--out', tempDir('fb-keygen-')]);
+    t.is(known.exitCode, 2);
+    t.regex(String(known.stderr), /node blue-2 of cluster blue already has a key/);
+    const badName = await fencectl(['keygen', '--config', d.config, '--cluster', 'blue', '--node', '-rf', '--out', out]);
+    t.is(badName.exitCode, 2);
+    t.is(readFileSync(join(out, 'blue-2.pub'), 'utf8').split('\n')[0]?.startsWith('ssh-ed25519 '), true);
+  } finally {
+    await d.stop();
+  }
+});
