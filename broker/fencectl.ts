@@ -4,6 +4,7 @@
 //   fencectl explain --config FILE --as CLUSTER/NODE | --admin NAME --action A [--target D] [--json]
 //   fencectl fleet   [--config FILE] [--json]
 //   fencectl keygen  --cluster C --node N [--out DIR] [--config FILE]
+//   fencectl heartbeat --cluster C [--identity-file PATH] [--config FILE]
 //   fencectl domains --fleet [--config FILE] [--json]
 // Exit codes: 0 ok / allowed, 1 invalid / denied, 2 usage or config error.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -198,11 +199,7 @@ async function keygen(args: string[]): Promise<number> {
   writeFileSync(`${priv}.pub`, pair.public + '\n', { mode: 0o644, flag: 'wx' });
 
   const hostKey = config.broker.hostKey;
-  let fingerprint = `(host key ${hostKey} not created yet: start the broker once, then run this again or ssh-keygen -lf ${hostKey}.pub)`;
-  if (existsSync(hostKey)) {
-    const parsed = ssh2.utils.parseKey(readFileSync(hostKey));
-    if (!(parsed instanceof Error) && !Array.isArray(parsed)) fingerprint = fingerprintOf(parsed.getPublicSSH());
-  }
+  const fingerprint = hostFingerprint(config) ?? `(host key ${hostKey} not created yet: start the broker once, then run this again or ssh-keygen -lf ${hostKey}.pub)`;
   const { host, port } = config.broker.listen;
   const address = host === '0.0.0.0' || host === '::' ? `THIS-HOST:${port}` : `${host}:${port}`;
   out(`wrote ${priv} (private, 0600) and ${priv}.pub`);
@@ -213,7 +210,33 @@ async function keygen(args: string[]): Promise<number> {
   return 0;
 }
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain, domains, fleet, keygen };
+/** The host key's fingerprint, or undefined before the broker first started. */
+function hostFingerprint(config: Config): string | undefined {
+  if (!existsSync(config.broker.hostKey)) return undefined;
+  const parsed = ssh2.utils.parseKey(readFileSync(config.broker.hostKey));
+  return parsed instanceof Error || Array.isArray(parsed) ? undefined : fingerprintOf(parsed.getPublicSSH());
+}
+
+/**
+ * The cluster's ha.cf line for Heartbeat v1: every parameter of the plugin,
+ * positionally, in getconfignames order (README "Use with Heartbeat").
+ */
+async function heartbeat(args: string[]): Promise<number> {
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, 'identity-file': { type: 'string', default: '/etc/ha.d/fence-broker.key' } });
+  if (typeof v.cluster !== 'string') throw new UsageError('--cluster is required');
+  const config = configFrom(v);
+  if (!config.clusters[v.cluster]) throw new UsageError(`--cluster: no cluster ${v.cluster} in ${config.file}`);
+  const identity = String(v['identity-file']);
+  if (/\s/.test(identity) || !identity.startsWith('/')) throw new UsageError('--identity-file: an absolute path without spaces (stonith_host values are separated by spaces)');
+  const fingerprint = hostFingerprint(config);
+  if (!fingerprint) throw new UsageError(`host key ${config.broker.hostKey} not created yet: start the broker once`);
+  const { host, port } = config.broker.listen;
+  if (host === '0.0.0.0' || host === '::') throw new UsageError(`broker.listen is ${host}: give the nodes an address they reach (set listen to it)`);
+  out(`stonith_host * external/fence-broker ${host} ${port} fence ${identity} ${fingerprint} 45 5`);
+  return 0;
+}
+
+const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain, domains, fleet, keygen, heartbeat };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -8,7 +8,7 @@ import anyTest, { type TestFn } from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from '../broker-daemon.js';
-import { cleanup, tempDir, until } from '../helpers.js';
+import { cleanup, fencectl, tempDir, until } from '../helpers.js';
 import { createDomain, domid, domstate, libvirtMissing, removeDomain, sweepStale } from '../libvirt-host.js';
 import { heartbeatMissing, startHeartbeatCluster, type HeartbeatNode } from './heartbeat-host.js';
 import { labMissing, makeLab, type Lab } from './netns.js';
@@ -41,9 +41,14 @@ test('Heartbeat v1: when a node dies, the survivor resets it through external/fe
   const resourceLog = join(tempDir('fb-hbres-'), 'resource.log');
   writeFileSync(resourceLog, '');
   const events = () => readFileSync(resourceLog, 'utf8').split('\n').filter(Boolean);
-  // The syntax README documents: every parameter, positionally, in getconfignames order.
-  const values = `${lab.host} ${d.port} fence /etc/ha.d/fence-broker.key ${d.fingerprint} 45 5`;
-  const stonithHost = `stonith_host * external/fence-broker ${values}`;
+  // The line fencectl heartbeat prints (README "Use with Heartbeat"): every
+  // parameter, positionally, in getconfignames order. The config listens on
+  // port 0, so the port the daemon took is put in.
+  const printed = await fencectl(['heartbeat', '--config', d.config, '--cluster', 'hb']);
+  t.is(printed.exitCode, 0, String(printed.stderr));
+  const stonithHost = String(printed.stdout).trim().replace(`${lab.host} 0 `, `${lab.host} ${d.port} `);
+  t.is(stonithHost, `stonith_host * external/fence-broker ${lab.host} ${d.port} fence /etc/ha.d/fence-broker.key ${d.fingerprint} 45 5`);
+  const values = stonithHost.replace('stonith_host * external/fence-broker ', '');
   nodes = await startHeartbeatCluster({ names: [a, b], resourceOwner: b, stonithHost, keys: { [a]: d.key(a), [b]: d.key(b) } }, lab, resourceLog);
   const [nodeA, nodeB] = nodes as [HeartbeatNode, HeartbeatNode];
   const hbLogs = () => `\n--- ${a} ---\n${nodeA.log().slice(-3000)}\n--- ${b} ---\n${nodeB.log().slice(-3000)}`;
