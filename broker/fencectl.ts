@@ -5,6 +5,7 @@
 //   fencectl fleet   [--config FILE] [--json]
 //   fencectl keygen  --cluster C --node N [--out DIR] [--config FILE]
 //   fencectl heartbeat --cluster C [--identity-file PATH] [--config FILE]
+//   fencectl pacemaker --cluster C [--identity-file PATH] [--config FILE]
 //   fencectl domains --fleet [--config FILE] [--json]
 // Exit codes: 0 ok / allowed, 1 invalid / denied, 2 usage or config error.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -236,7 +237,66 @@ async function heartbeat(args: string[]): Promise<number> {
   return 0;
 }
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain, domains, fleet, keygen, heartbeat };
+const xmlAttr = (s: string): string => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/**
+ * The tenant's Pacemaker fencing: one stonith:fence_broker device per node,
+ * each able to fence only that node (pcmk_host_list; pcmk_host_map names its
+ * domain), and a location constraint keeping each device off the node it
+ * fences, as the original recipe's clone with #uname rules did, so a device
+ * never depends on the node it is about to kill. Printed as a CIB whose
+ * configuration holds only these (nodes come from the cluster itself), so
+ * `crm_verify --xml-file` checks it as it is, and its <resources> and
+ * <constraints> load into a running cluster with cibadmin.
+ */
+async function pacemaker(args: string[]): Promise<number> {
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, 'identity-file': { type: 'string', default: NODE_KEY_PATH } });
+  if (typeof v.cluster !== 'string') throw new UsageError('--cluster is required');
+  const config = configFrom(v);
+  const cluster = config.clusters[v.cluster];
+  if (!cluster) throw new UsageError(`--cluster: no cluster ${v.cluster} in ${config.file}`);
+  const fingerprint = hostFingerprint(config);
+  if (!fingerprint) throw new UsageError(`host key ${config.broker.hostKey} not created yet: start the broker once`);
+  const { host, port } = config.broker.listen;
+  if (host === '0.0.0.0' || host === '::') throw new UsageError(`broker.listen is ${host}: give the nodes an address they reach (set listen to it)`);
+  const nodes = Object.values(cluster.nodes).sort((a, b) => a.name.localeCompare(b.name));
+  const resources = nodes.map((n) => {
+    const id = `fb-${n.name}`;
+    const attrs: [string, string][] = [
+      ['ip', `${host}:${port}`],
+      ['identity_file', String(v['identity-file'])],
+      ['host_key_fingerprint', fingerprint],
+      ['pcmk_host_list', n.name],
+      ['pcmk_host_map', `${n.name}:${n.domain}`],
+    ];
+    const nvpairs = attrs.map(([k, val]) => `      <nvpair id="${id}-${k}" name="${k}" value="${xmlAttr(val)}"/>`).join('\n');
+    return [
+      `<primitive id="${id}" class="stonith" type="fence_broker">`,
+      `    <instance_attributes id="${id}-ia">`,
+      nvpairs,
+      '    </instance_attributes>',
+      `    <operations><op id="${id}-monitor" name="monitor" interval="60s" timeout="60s"/></operations>`,
+      '  </primitive>',
+    ].join('\n');
+  });
+  const constraints = nodes.map((n) => `<rsc_location id="fb-${n.name}-not-on-${n.name}" rsc="fb-${n.name}" node="${n.name}" score="-INFINITY"/>`);
+  out(
+    [
+      '<cib crm_feature_set="3.0.0" validate-with="pacemaker-3.0" epoch="1" num_updates="0" admin_epoch="0">',
+      '  <configuration>',
+      '    <crm_config/>',
+      '    <nodes/>',
+      `    <resources>\n${resources.map((r) => `      ${r.replace(/\n/g, '\n    ')}`).join('\n')}\n    </resources>`,
+      `    <constraints>\n${constraints.map((c) => `      ${c}`).join('\n')}\n    </constraints>`,
+      '  </configuration>',
+      '  <status/>',
+      '</cib>',
+    ].join('\n'),
+  );
+  return 0;
+}
+
+const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain, domains, fleet, keygen, heartbeat, pacemaker };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -1,12 +1,16 @@
 // Two real Pacemaker + corosync nodes, each in its own network, mount and UTS
 // namespaces on a test bridge (netns.ts), each node's "VM" a real QEMU domain
-// of the same name behind the real daemon, which listens on the bridge. One
-// stonith:fence_broker resource with the cluster-wide settings README "Use
-// with Pacemaker" shows (each node its own key at the same path). When one
-// node's stack dies, the survivor fences it on Pacemaker's own initiative.
+// of the same name behind the real daemon, which listens on the bridge. The
+// fencing configuration is what `fencectl pacemaker` prints (one
+// stonith:fence_broker device per node, kept off that node; each node its own
+// key at the same path). When one node's stack dies, the survivor fences it on
+// Pacemaker's own initiative.
 import anyTest, { type TestFn } from 'ava';
 import { startDaemon, type Daemon } from '../broker-daemon.js';
-import { cleanup, until } from '../helpers.js';
+import { cleanup, fencectl, tempDir, until } from '../helpers.js';
+import { execa } from 'execa';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createDomain, domid, domstate, libvirtMissing, removeDomain, sweepStale } from '../libvirt-host.js';
 import { labMissing, makeLab, type Lab } from './netns.js';
 import { corosyncConf, IDENTITY_PATH, pacemakerMissing, startPacemakerNode, type PacemakerNode } from './pacemaker-host.js';
@@ -47,21 +51,31 @@ test('two nodes: one node\'s stack dies, and the survivor fences it through fenc
   const [nodeA, nodeB] = nodes as [PacemakerNode, PacemakerNode];
   await nodeA.waitFor('both nodes online', (x) => [a, b].every((n) => new RegExp(`<node name="${n}"[^>]* online="true"`).test(x)));
 
-  const attrs: Record<string, string> = {
-    ip: `${lab.host}:${d.port}`,
-    identity_file: IDENTITY_PATH,
-    host_key_fingerprint: d.fingerprint,
-  };
-  const nvpairs = Object.entries(attrs).map(([k, v]) => `<nvpair id="fb-${k}" name="${k}" value="${v}"/>`).join('');
-  const xml = `<primitive id="fb" class="stonith" type="fence_broker"><instance_attributes id="fb-ia">${nvpairs}</instance_attributes><operations><op id="fb-monitor" name="monitor" interval="10s" timeout="60s"/></operations></primitive>`;
-  const add = await nodeA.run(['cibadmin', '--create', '--scope', 'resources', '--xml-text', xml]);
-  t.is(add.exitCode, 0, add.stderr);
-  await nodeA.waitFor('fb started', (x) => /<resource id="fb" resource_agent="stonith:fence_broker" role="Started" active="true"/.test(x));
+  // The configuration fencectl pacemaker writes for the tenant: one device per
+  // node, kept off the node it fences. crm_verify accepts it as printed; its
+  // sections are loaded into the running cluster as they are (the config
+  // listens on port 0, so the port the daemon took is put in).
+  const printed = await fencectl(['pacemaker', '--config', d.config, '--cluster', 'duo', '--identity-file', IDENTITY_PATH]);
+  t.is(printed.exitCode, 0, String(printed.stderr));
+  const cib = String(printed.stdout).replaceAll(`value="${lab.host}:0"`, `value="${lab.host}:${d.port}"`);
+  const cibFile = join(tempDir('fb-cib-'), 'cib.xml');
+  writeFileSync(cibFile, cib);
+  const verify = await execa('crm_verify', ['--xml-file', cibFile, '-V'], { reject: false });
+  t.is(verify.exitCode, 0, String(verify.stderr));
+  for (const scope of ['resources', 'constraints']) {
+    const section = new RegExp(`<${scope}>[^]*</${scope}>`).exec(cib)?.[0] ?? '';
+    const load = await nodeA.run(['cibadmin', '--replace', '--scope', scope, '--xml-text', section]);
+    t.is(load.exitCode, 0, load.stderr);
+  }
+  // Each device runs on the other node: never on the node it fences.
+  await nodeA.waitFor('both devices started, each away from its node', (x) =>
+    [[a, b], [b, a]].every(([dev, host]) => new RegExp(`<resource id="fb-${dev}" resource_agent="stonith:fence_broker" role="Started" active="true"[^>]*>\\s*<node name="${host}"`).test(x)),
+  );
   // Each node's fencer reaches the broker with that node's own key, and sees both domains.
-  for (const n of nodes) {
-    const targets = await n.run(['stonith_admin', '--list-targets', 'fb', '--timeout', '60'], 120_000);
+  for (const [n, other] of [[nodeA, b], [nodeB, a]] as const) {
+    const targets = await n.run(['stonith_admin', '--list-targets', `fb-${other}`, '--timeout', '60'], 120_000);
     t.is(targets.exitCode, 0, targets.stderr);
-    t.regex(targets.stdout, new RegExp(`${a}[^]*${b}|${b}[^]*${a}`));
+    t.regex(targets.stdout, new RegExp(other));
   }
   t.deepEqual([a, b].filter((n) => d?.audit().some((l) => l.node === n && l.action === 'list')), [a, b], 'each node listed as itself');
 
