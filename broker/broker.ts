@@ -115,6 +115,15 @@ export class Broker {
     return out;
   }
 
+  /** A refusal by the policy; reasons that would reveal another tenant's domain are hidden from nodes. */
+  private refused(who: Identity, base: { action: string; target: string; request_id: string }, reasons: string[]): Handled {
+    const hidden = who.kind === 'node' && reasons.some((r) => HIDDEN.some((h) => r.startsWith(h)));
+    const message = hidden
+      ? `refused: ${base.target} is not a domain you may act on`
+      : `refused: ${reasons.map((r) => r.replace(/^policy_error:.*/, 'policy error')).join('; ')}`;
+    return reply(base, 'refused', { message });
+  }
+
   /** A power action refused because the store did not answer: nothing done, and the audit says why. */
   private unavailable(record: AuditRecord, base: { action: string; target: string; request_id: string }, err: unknown): Handled {
     const why = errorText(err);
@@ -180,45 +189,15 @@ export class Broker {
       input.requester_fenced = facts.requesterFenced;
       input.recent_fences = facts.recentFences;
     }
-    let decision = engine.decide(input);
+    const decision = engine.decide(input);
     record.decision = decision.allow ? 'allow' : 'deny';
     record.reasons = decision.reasons;
 
-    // The claim checks the race again, atomically with marking the target: of
-    // two nodes fencing each other at once, through any brokers, one loses here.
-    const fences = req.verb === 'off' || req.verb === 'reset';
-    let claim: Claim | undefined;
-    if (decision.allow && fences && who.kind === 'node') {
-      const c: Claim = { cluster: who.cluster, node: who.node, requesterDomain: who.domain, target, requestId: id, raceWindowMs: this.deps.raceWindowMs, ...(stormWindowMs === undefined ? {} : { stormWindowMs }) };
-      let outcome;
-      try {
-        outcome = await this.deps.coordination.claim(c);
-      } catch (err) {
-        return this.unavailable(record, base, err);
-      }
-      if (outcome.outcome === 'lost') {
-        // The policy words the refusal, from the fact just learnt.
-        decision = engine.decide({ ...input, requester_fenced: true });
-        record.decision = decision.allow ? 'allow' : 'deny';
-        record.reasons = decision.reasons;
-      } else {
-        claim = c;
-      }
-    }
-
-    if (!decision.allow) {
-      if (claim) await this.finishClaim(claim, false);
-      const hidden = who.kind === 'node' && decision.reasons.some((r) => HIDDEN.some((h) => r.startsWith(h)));
-      const message = hidden
-        ? `refused: ${target} is not a domain you may act on`
-        : `refused: ${decision.reasons.map((r) => r.replace(/^policy_error:.*/, 'policy error')).join('; ')}`;
-      return reply(base, 'refused', { message });
-    }
+    if (!decision.allow) return this.refused(who, base, decision.reasons);
 
     // Bounded per identity: one tenant cannot queue without limit.
     const done = this.admit(who);
     if (!done) {
-      if (claim) await this.finishClaim(claim, false);
       const message = `busy: ${this.deps.maxQueuePerIdentity} requests of this identity already in progress (max_queue_per_identity); nothing was done`;
       record.result = { ok: false, state: 'unknown', message, busy: true };
       return reply(base, 'busy', { message });
@@ -237,6 +216,36 @@ export class Broker {
       }
       record.result = { ok: true, state: 'unknown', message: `${listed.domains.length} domains on this host` };
       return reply(base, 'ok', { message: `${listed.domains.length} domains on this host`, domains: listed.domains, states: listed.states });
+    }
+
+    // The claim checks the race again, atomically with marking the target: of
+    // two nodes fencing each other at once, through any brokers, one loses
+    // here. Last before the intent and the action, so that nothing refused
+    // earlier (policy, busy) leaves a mark.
+    const fences = req.verb === 'off' || req.verb === 'reset';
+    let claim: Claim | undefined;
+    if (fences && who.kind === 'node') {
+      const c: Claim = { cluster: who.cluster, node: who.node, requesterDomain: who.domain, target, requestId: id, raceWindowMs: this.deps.raceWindowMs, ...(stormWindowMs === undefined ? {} : { stormWindowMs }) };
+      let outcome;
+      try {
+        outcome = await this.deps.coordination.claim(c);
+      } catch (err) {
+        done();
+        return this.unavailable(record, base, err);
+      }
+      if (outcome.outcome === 'lost') {
+        done();
+        // The policy words the refusal, from the fact just learnt.
+        const lost = engine.decide({ ...input, requester_fenced: true });
+        record.decision = lost.allow ? 'allow' : 'deny';
+        record.reasons = lost.reasons;
+        if (!lost.allow) return this.refused(who, base, lost.reasons);
+        // A policy without the race rule: the claim still stands in the way.
+        record.decision = 'deny';
+        record.reasons = ['fence_race_lost: the coordination store says this node lost the fence race'];
+        return reply(base, 'refused', { message: `refused: ${record.reasons[0] ?? ''}` });
+      }
+      claim = c;
     }
 
     // Write-ahead: no power action without a record on disk first.

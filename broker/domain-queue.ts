@@ -9,6 +9,7 @@
 // - a request that gives up (deadline, client gone) leaves its queue at once
 //   and never reaches the toolstack.
 // Pure scheduling: no toolstack, no clock; the callers pass the work.
+import { abortReason, unlessAborted } from './abort.js';
 
 /** A bound was reached; nothing was done. */
 export class Busy extends Error {
@@ -46,30 +47,8 @@ interface Lane {
   read: Promise<unknown> | undefined;
 }
 
-const reasonOf = (signal: AbortSignal): string => {
-  const r: unknown = signal.reason;
-  return r instanceof Error ? r.message : typeof r === 'string' ? r : 'aborted';
-};
-
 /** `p`, unless `signal` fires first: then Dropped. `p` itself goes on. */
-function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(new Dropped(reasonOf(signal)));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new Dropped(reasonOf(signal)));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
+const unlessGone = <T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> => unlessAborted(p, signal, (why) => new Dropped(why));
 
 const settled = (p: Promise<unknown>): Promise<void> =>
   p.then(
@@ -116,25 +95,25 @@ export class DomainQueue {
     lane.reads++;
     try {
       for (;;) {
-        if (lane.read) return (await unlessAborted(lane.read, signal)) as T;
+        if (lane.read) return (await unlessGone(lane.read, signal)) as T;
         if (lane.power > 0) {
           let wake!: () => void;
           const idle = new Promise<void>((r) => lane.idleWaiters.add((wake = r)));
           try {
-            await unlessAborted(idle, signal);
+            await unlessGone(idle, signal);
           } finally {
             lane.idleWaiters.delete(wake);
           }
           continue;
         }
-        if (signal?.aborted) throw new Dropped(reasonOf(signal));
+        if (signal?.aborted) throw new Dropped(abortReason(signal));
         const shared = read();
         lane.read = shared;
         void settled(shared).then(() => {
           if (lane.read === shared) lane.read = undefined;
           this.release(domain, lane);
         });
-        return await unlessAborted(shared, signal);
+        return await unlessGone(shared, signal);
       }
     } finally {
       lane.reads--;
@@ -160,10 +139,10 @@ export class DomainQueue {
     // The next one waits for everything before it and for this one, even if this one leaves early.
     lane.powerTail = before.then(() => mine);
     try {
-      await unlessAborted(before, signal);
+      await unlessGone(before, signal);
       // No read starts while power is queued, so this is the one read in flight, if any.
-      while (lane.read) await unlessAborted(settled(lane.read), signal);
-      if (signal?.aborted) throw new Dropped(reasonOf(signal));
+      while (lane.read) await unlessGone(settled(lane.read), signal);
+      if (signal?.aborted) throw new Dropped(abortReason(signal));
       return await act();
     } finally {
       done();

@@ -8,7 +8,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PowerState } from '../common/wire.js';
 import { Busy, DomainQueue, Dropped, type QueueLimits } from './domain-queue.js';
-import { abortReason, checkDomainName, type DomainState, type Toolstack } from './toolstack/toolstack.js';
+import { abortReason, unlessAborted } from './abort.js';
+import { checkDomainName, type DomainState, type Toolstack } from './toolstack/toolstack.js';
 
 export type FenceAction = 'status' | 'on' | 'off' | 'reset';
 export type { PowerState };
@@ -56,25 +57,6 @@ function note(steps: string[], step: string): void {
 }
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-
-/** `p`, unless `signal` fires first (then its reason is thrown). */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new Error(abortReason(signal)));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new Error(abortReason(signal)));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
 
 /** Observed toolstack state → the three-valued answer. Missing is "unknown" here; callers say "not found". */
 export function powerOf(s: DomainState): PowerState {
@@ -138,7 +120,7 @@ export class Fencer {
     }
     let all: DomainState[];
     try {
-      all = await (ctx.signal ? raceAbort(this.listing, ctx.signal) : this.listing);
+      all = await (ctx.signal ? unlessAborted(this.listing, ctx.signal, (why) => new Error(why)) : this.listing);
     } catch (err) {
       return { ok: false, message: `the hypervisor did not answer: ${errorText(err)}` };
     }

@@ -3,7 +3,8 @@
 // hypervisor and powers nothing; production uses xl or virsh.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { abortReason, checkDomainName, ToolstackError, type CallOptions, type DomainState, type Toolstack } from './toolstack.js';
+import { abortReason } from '../abort.js';
+import { checkDomainName, ToolstackError, type CallOptions, type DomainState, type Toolstack } from './toolstack.js';
 
 type SimPower = 'running' | 'shut off';
 interface SimFile {

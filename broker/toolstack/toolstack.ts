@@ -1,6 +1,7 @@
 // The toolstack edge: the one interface each hypervisor's executor implements
 // (xl, virsh, sim), and the shared way they run commands. Executors only read
 // and act; what counts as "fenced" is decided by the fencer (broker/fencer.ts).
+import { abortReason } from '../abort.js';
 import { execa } from 'execa';
 import { nameProblem, reservedDomainProblem } from '../../common/names.js';
 
@@ -95,9 +96,3 @@ export async function run(argv: string[], timeoutMs: number, o: CallOptions = {}
 }
 
 export const firstLine = (s: string): string => s.trim().split('\n')[0]?.slice(0, 200) ?? '';
-
-/** The reason an AbortSignal carries, as text. */
-export function abortReason(signal: AbortSignal | undefined): string {
-  const r: unknown = signal?.reason;
-  return r instanceof Error ? r.message : typeof r === 'string' ? r : 'aborted';
-}
