@@ -9,6 +9,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
+import type { Reason } from './policy/engine.js';
 
 export interface AuditRecord {
   event: 'request';
@@ -23,7 +24,8 @@ export interface AuditRecord {
   action: string | null;
   target: string | null;
   decision: 'allow' | 'deny' | 'malformed' | 'error';
-  reasons: string[];
+  /** The policy's reasons, or the broker's own (malformed, coordination_unavailable, internal_error). */
+  reasons: Reason[];
   policy: { revision: string; sha256: string };
   result: { ok: boolean; state: string; message: string; steps?: string[]; started?: boolean; busy?: boolean; dropped?: boolean } | null;
   /** The reply code sent (common/wire.ts). */

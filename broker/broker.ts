@@ -10,7 +10,7 @@ import type { Audit, AuditRecord } from './audit.js';
 import { CoordinationUnavailable, type Claim, type Coordination, type RaceFacts } from './coordination/coordination.js';
 import type { Fencer } from './fencer.js';
 import type { Identity } from './identity/index.js';
-import type { DecisionInput, PolicyEngine } from './policy/engine.js';
+import { reason, reasonText, type DecisionInput, type PolicyEngine, type Reason } from './policy/engine.js';
 
 /** The JSON line a client gets back (DESIGN.md §10, common/reply.ts). */
 export type Reply = WireReply;
@@ -28,7 +28,7 @@ export interface RequestContext {
 }
 
 /** Reasons that would tell a tenant whether someone else's domain exists. */
-const HIDDEN = ['target_unknown:', 'target_not_owned:'];
+const HIDDEN: ReadonlySet<string> = new Set(['target_unknown', 'target_not_owned']);
 
 export interface BrokerDeps {
   /** The current policy (swapped on reload). */
@@ -95,7 +95,7 @@ export class Broker {
       out = await this.decideAndAct(who, command, engine, record, id, signal);
     } catch (err) {
       record.decision = record.decision === 'allow' ? 'allow' : 'error';
-      record.reasons.push(`internal_error: ${err instanceof Error ? err.message : String(err)}`);
+      record.reasons.push(reason('internal_error', errorText(err)));
       out = reply({ action: record.action ?? '', target: record.target ?? '', request_id: id }, 'failed', { message: 'internal error; see the broker log' });
     } finally {
       clearTimeout(timer);
@@ -116,11 +116,11 @@ export class Broker {
   }
 
   /** A refusal by the policy; reasons that would reveal another tenant's domain are hidden from nodes. */
-  private refused(who: Identity, base: { action: string; target: string; request_id: string }, reasons: string[]): Handled {
-    const hidden = who.kind === 'node' && reasons.some((r) => HIDDEN.some((h) => r.startsWith(h)));
+  private refused(who: Identity, base: { action: string; target: string; request_id: string }, reasons: Reason[]): Handled {
+    const hidden = who.kind === 'node' && reasons.some((r) => HIDDEN.has(r.code));
     const message = hidden
       ? `refused: ${base.target} is not a domain you may act on`
-      : `refused: ${reasons.map((r) => r.replace(/^policy_error:.*/, 'policy error')).join('; ')}`;
+      : `refused: ${reasons.map((r) => (r.code === 'policy_error' ? 'policy error' : reasonText(r))).join('; ')}`;
     return reply(base, 'refused', { message });
   }
 
@@ -130,7 +130,7 @@ export class Broker {
     if (!(err instanceof CoordinationUnavailable)) this.deps.reportError?.(new Error(`coordination: ${why}`, { cause: err }));
     const message = `refused: the fence race cannot be checked (${why}); nothing was done, try again`;
     record.decision = 'error';
-    record.reasons = [`coordination_unavailable: ${why}`];
+    record.reasons = [reason('coordination_unavailable', why)];
     record.result = { ok: false, state: 'unknown', message };
     return reply(base, 'coordination_unavailable', { message });
   }
@@ -161,7 +161,7 @@ export class Broker {
     const parsed = parseRequest(command);
     if (!parsed.ok) {
       record.decision = 'malformed';
-      record.reasons = [`malformed: ${parsed.error}`];
+      record.reasons = [reason('malformed', parsed.error)];
       return reply({ action: '', target: '', request_id: id }, 'malformed', { message: `malformed request: ${parsed.error}` });
     }
     const req = parsed.request;
@@ -242,8 +242,9 @@ export class Broker {
         if (!lost.allow) return this.refused(who, base, lost.reasons);
         // A policy without the race rule: the claim still stands in the way.
         record.decision = 'deny';
-        record.reasons = ['fence_race_lost: the coordination store says this node lost the fence race'];
-        return reply(base, 'refused', { message: `refused: ${record.reasons[0] ?? ''}` });
+        const why = reason('fence_race_lost', 'the coordination store says this node lost the fence race');
+        record.reasons = [why];
+        return reply(base, 'refused', { message: `refused: ${reasonText(why)}` });
       }
       claim = c;
     }

@@ -1,40 +1,55 @@
 #!/usr/bin/env node
 // fencectl: the host admin's and security reviewer's tool (DESIGN.md §10).
 //   fencectl check   --config FILE
+//   fencectl reload  [--config FILE] [--timeout SECONDS]
 //   fencectl explain --config FILE --as CLUSTER/NODE | --admin NAME --action A [--target D] [--json]
+//   fencectl explain --config FILE --as CLUSTER/NODE | --as-admin NAME --all [--json]
+//   fencectl diff-policy --old BUNDLE_OR_DIR --new BUNDLE_OR_DIR [--config FILE] [--json]
 //   fencectl fleet   [--config FILE] [--json]
 //   fencectl keygen  --cluster C --node N [--out DIR] [--config FILE]
 //   fencectl heartbeat --cluster C [--identity-file PATH] [--config FILE]
-//   fencectl pacemaker --cluster C [--identity-file PATH] [--config FILE]
+//   fencectl pacemaker --cluster C [--format cib|pcs|crm] [--identity-file PATH] [--config FILE]
 //   fencectl domains --fleet [--config FILE] [--json]
-// Exit codes: 0 ok / allowed, 1 invalid / denied, 2 usage or config error.
+// Exit codes: 0 ok / allowed / no change, 1 invalid / denied / not reloaded /
+// decisions differ, 2 usage or config error.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { checkRequest } from '../common/request.js';
 import { nameProblem } from '../common/names.js';
 import { ConfigError, formatLocated } from './config/errors.js';
 import { loadConfig, locateIn, type Config } from './config/load.js';
-import { checkRego, loadPolicy } from './policy/load.js';
-import type { Requester } from './policy/engine.js';
+import { bundleFrom, checkRego, loadPolicy } from './policy/load.js';
+import { POLICIES_DIR } from './policy/bundle.js';
+import { PolicyEngine, reasonText, type Requester } from './policy/engine.js';
+import { policyData } from './policy/data.js';
+import { diffDecisions, domainsOf, formatChanges, formatMatrix, matrixOf, requesterText } from './admin/matrix.js';
 import { domainRows, formatDomainTable } from './domains.js';
 import { toolstackFor } from './toolstack/index.js';
 import { coordinationFor, type HostInfo } from './coordination/index.js';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { livePid } from './pidfile.js';
 import { join, resolve } from 'node:path';
 import ssh2 from 'ssh2';
 import { fingerprintOf } from '../common/fingerprint.js';
 import { generateEd25519 } from './identity/keygen.js';
 import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from './coordination/fleet.js';
+import { FORMATS, isFormat, render, tenantFencing } from './admin/pacemaker.js';
 
 /** Where a host keeps its tenancy when --config is not given. */
 const DEFAULT_CONFIG = '/etc/fence-broker/clusters.yaml';
 
 const USAGE = `usage:
   fencectl check   --config FILE
+  fencectl reload  [--config FILE] [--timeout SECONDS]
   fencectl domains [--config FILE] [--cluster C] [--json]
   fencectl domains --fleet [--config FILE] [--json]
   fencectl fleet   [--config FILE] [--json]
   fencectl keygen  --cluster CLUSTER --node NODE [--out DIR] [--config FILE]
+  fencectl heartbeat --cluster CLUSTER [--identity-file PATH] [--config FILE]
+  fencectl pacemaker --cluster CLUSTER [--format cib|pcs|crm] [--identity-file PATH] [--config FILE]
   fencectl explain --config FILE (--as CLUSTER/NODE | --admin NAME) --action ACTION [--target DOMAIN] [--json]
+  fencectl explain --config FILE (--as CLUSTER/NODE | --as-admin NAME) --all [--json]
+  fencectl diff-policy --old BUNDLE_OR_DIR --new BUNDLE_OR_DIR [--config FILE] [--json]
 `;
 
 class UsageError extends Error {}
@@ -55,22 +70,33 @@ function configFrom(values: { config?: string | boolean | undefined }): Config {
   return loadConfig(values.config);
 }
 
-async function check(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string' } });
-  const config = configFrom(v);
-  const regoProblems = config.broker.policyBundle ? [] : await checkRego();
+/**
+ * What `check` validates, on a loaded config: the Rego sources (where they are
+ * built here) and the policy bundle with the config's data. Prints every
+ * problem, located; the ready engine when all is well.
+ */
+async function validated(config: Config): Promise<PolicyEngine | undefined> {
+  // Rego sources exist only in a checkout: an installed tree (install.sh) ships
+  // the prebuilt bundle and no opa, and loadPolicy below still validates the bundle.
+  const regoProblems = config.broker.policyBundle || !existsSync(POLICIES_DIR) ? [] : await checkRego();
   if (regoProblems.length) {
     regoProblems.forEach((p) => err(formatLocated(p)));
-    return 1;
+    return undefined;
   }
-  let engine;
   try {
-    engine = await loadPolicy(config);
+    return await loadPolicy(config);
   } catch (e) {
     const cause = e instanceof Error && e.cause instanceof Error ? `: ${e.cause.message}` : '';
     err(formatLocated(locateIn(config.file, ['broker', 'policy_bundle'], `policy: ${(e as Error).message}${cause}`)));
-    return 1;
+    return undefined;
   }
+}
+
+async function check(args: string[]): Promise<number> {
+  const v = options(args, { config: { type: 'string' } });
+  const config = configFrom(v);
+  const engine = await validated(config);
+  if (!engine) return 1;
   const clusters = Object.values(config.clusters);
   const domains = clusters.reduce((n, c) => n + c.domains.length, 0);
   const nodes = clusters.reduce((n, c) => n + Object.keys(c.nodes).length, 0);
@@ -79,6 +105,125 @@ async function check(args: string[]): Promise<number> {
       `${Object.keys(config.admins).length} admins; policy ${engine.revision} (wasm sha256 ${engine.sha256})`,
   );
   return 0;
+}
+
+/**
+ * reload: validates as `check` does, then signals the running daemon (the pid
+ * in broker.pid_file, else systemd's fence-broker.service) and reads its answer
+ * from the audit log, where the daemon writes one reload event per attempt.
+ * Exit 0 only when the daemon now runs the config and policy validated here.
+ */
+async function reload(args: string[]): Promise<number> {
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, timeout: { type: 'string', default: '30' } });
+  const timeoutS = Number(v.timeout);
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError(`--timeout: seconds > 0, got ${JSON.stringify(v.timeout)}`);
+  let config: Config;
+  try {
+    config = configFrom(v);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    err(`${e.message}\nfencectl reload: ${String(v.config)} is not valid; the daemon was not signalled`);
+    return 1;
+  }
+  const engine = await validated(config);
+  if (!engine) {
+    err(`fencectl reload: ${config.file} is not valid; the daemon was not signalled`);
+    return 1;
+  }
+  const audit = config.broker.auditLog;
+  const from = existsSync(audit) ? statSync(audit).size : 0;
+  const pid = await signalDaemon(config);
+  const event = await reloadEvent(audit, from, pid, timeoutS * 1000);
+  if (!event) {
+    err(`fencectl reload: pid ${pid} wrote no reload event to ${audit} within ${timeoutS} s; is that its audit log?`);
+    return 1;
+  }
+  if (!event.ok) {
+    err(`fencectl reload: pid ${pid} refused the reload: ${String(event.error)}`);
+    err(`  it keeps policy ${String(event.kept?.policy)} and config sha256 ${String(event.kept?.config_sha256).slice(0, 16)}`);
+    return 1;
+  }
+  const was = event.old;
+  const now = event.new;
+  if (now?.policy !== engine.revision || now?.config_sha256 !== config.sha256) {
+    err(`fencectl reload: pid ${pid} reloaded, but runs policy ${String(now?.policy)} / config sha256 ${String(now?.config_sha256).slice(0, 16)}, not ${engine.revision} / ${config.sha256.slice(0, 16)} validated here: did a file change in between? Run reload again.`);
+    return 1;
+  }
+  out(`reloaded fence-broker pid ${pid}: policy ${String(was?.policy)} -> ${now.policy}, config sha256 ${String(was?.config_sha256).slice(0, 16)} -> ${now.config_sha256.slice(0, 16)}`);
+  out(`  ${Number(event.connections_closed ?? 0)} connections closed (keys no longer valid)${event.broker_settings_need_restart ? '; broker: settings changed and take effect only on restart' : ''}`);
+  return 0;
+}
+
+interface ReloadEvent {
+  ok: boolean;
+  pid: number;
+  error?: string;
+  old?: { policy: string; config_sha256: string };
+  new?: { policy: string; config_sha256: string };
+  kept?: { policy: string; config_sha256: string };
+  connections_closed?: number;
+  broker_settings_need_restart?: boolean;
+}
+
+/** Sends SIGHUP to the daemon of `config`; its pid. No shell: a pid from the pid file, or systemctl's own arguments. */
+async function signalDaemon(config: Config): Promise<number> {
+  const file = config.broker.pidFile;
+  if (file) {
+    const pid = livePid(file);
+    if (pid === undefined) throw new Error(`no running fence-broker holds ${file} (broker.pid_file): nothing to reload`);
+    process.kill(pid, 'SIGHUP');
+    return pid;
+  }
+  const unit = 'fence-broker.service';
+  const main = await execa('systemctl', ['show', '--property', 'MainPID', '--value', unit], { reject: false });
+  const pid = Number(main.stdout.trim());
+  if (main.exitCode !== 0 || !(pid > 0)) {
+    throw new Error(`broker.pid_file is not set and systemd reports no running ${unit}${main.stderr ? ` (${main.stderr.trim()})` : ''}: set pid_file or start the unit`);
+  }
+  const r = await execa('systemctl', ['reload', unit], { reject: false });
+  if (r.exitCode !== 0) throw new Error(`systemctl reload ${unit} failed: ${r.stderr.trim()}`);
+  return pid;
+}
+
+/** The first reload event of `pid` written to the audit log after byte `from`; undefined after `timeoutMs`. */
+async function reloadEvent(file: string, from: number, pid: number, timeoutMs: number): Promise<ReloadEvent | undefined> {
+  const deadline = performance.now() + timeoutMs;
+  let offset = from;
+  let partial = '';
+  for (;;) {
+    let size = 0;
+    try {
+      size = statSync(file).size;
+    } catch {
+      // Not there (yet): logrotate moved it and the daemon reopens it on this very SIGHUP.
+    }
+    if (size < offset) {
+      offset = 0;
+      partial = '';
+    }
+    if (size > offset) {
+      const fd = openSync(file, 'r');
+      try {
+        const buf = Buffer.alloc(size - offset);
+        readSync(fd, buf, 0, buf.length, offset);
+        offset = size;
+        const lines = (partial + buf.toString('utf8')).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) {
+          try {
+            const rec = JSON.parse(line) as Partial<ReloadEvent> & { event?: string };
+            if (rec.event === 'reload' && rec.pid === pid) return rec as ReloadEvent;
+          } catch {
+            // Not a JSON line: not ours to judge here.
+          }
+        }
+      } finally {
+        closeSync(fd);
+      }
+    }
+    if (performance.now() > deadline) return undefined;
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 function requesterFrom(as: unknown, admin: unknown): Requester {
@@ -102,12 +247,16 @@ async function explain(args: string[]): Promise<number> {
     config: { type: 'string' },
     as: { type: 'string' },
     admin: { type: 'string' },
+    'as-admin': { type: 'string' },
     action: { type: 'string' },
     target: { type: 'string' },
+    all: { type: 'boolean' },
     json: { type: 'boolean' },
   });
-  const requester = requesterFrom(v.as, v.admin);
-  if (typeof v.action !== 'string') throw new UsageError('--action is required');
+  if (v.admin !== undefined && v['as-admin'] !== undefined) throw new UsageError('give --admin or --as-admin, not both');
+  const requester = requesterFrom(v.as, v.admin ?? v['as-admin']);
+  if (v.all) return explainAll(v, requester);
+  if (typeof v.action !== 'string') throw new UsageError('--action is required (or --all for every action on every domain)');
   // The same grammar the broker applies before the policy sees a request.
   const parsed = checkRequest(v.action, typeof v.target === 'string' ? v.target : undefined);
   if (!parsed.ok) throw new UsageError(parsed.error);
@@ -118,13 +267,54 @@ async function explain(args: string[]): Promise<number> {
   if (v.json) {
     out(JSON.stringify({ ...d, input, policy: { revision: engine.revision, sha256: engine.sha256 } }));
   } else {
-    const who = 'admin' in requester ? `admin ${requester.admin}` : `${requester.cluster}/${requester.node}`;
-    out(`${d.allow ? 'ALLOW' : 'DENY'}  ${who} ${input.action}${input.target ? ' ' + input.target : ''}`);
-    for (const r of d.reasons) out(`  - ${r}`);
+    out(`${d.allow ? 'ALLOW' : 'DENY'}  ${requesterText(requester)} ${input.action}${input.target ? ' ' + input.target : ''}`);
+    for (const r of d.reasons) out(`  - ${reasonText(r)}`);
     if (d.domains) out(`  domains: ${d.domains.join(' ') || '(none)'}`);
     out(`  policy ${engine.revision} (wasm sha256 ${engine.sha256})`);
   }
   return d.allow ? 0 : 1;
+}
+
+/**
+ * explain --all: every action on every domain of the config for one
+ * requester, as it stands (no fence race lost, no storm count).
+ */
+async function explainAll(v: { config?: string | boolean | undefined; action?: unknown; target?: unknown; json?: boolean | string | undefined }, requester: Requester): Promise<number> {
+  if (v.action !== undefined || v.target !== undefined) throw new UsageError('--all covers every action and domain: drop --action/--target');
+  const config = configFrom(v);
+  const engine = await loadPolicy(config);
+  const cells = matrixOf(engine, requester, domainsOf(config));
+  if (v.json) {
+    out(JSON.stringify({ requester, policy: { revision: engine.revision, sha256: engine.sha256 }, decisions: cells }));
+    return 0;
+  }
+  out(`${requesterText(requester)}: every action on the ${domainsOf(config).length} domains of ${config.file}`);
+  out(`policy ${engine.revision}; power actions as asked by a node that lost no fence race and hit no storm limit\n`);
+  out(formatMatrix(cells));
+  const allowed = cells.filter((c) => c.allow).length;
+  out(`\n${allowed} of ${cells.length} allowed`);
+  return 0;
+}
+
+/**
+ * diff-policy: every decision over the config that differs between two
+ * policy revisions (bundles, or Rego folders built with opa). Exit 0 when
+ * none differ, 1 when some do (fit for a CI gate), 2 on error.
+ */
+async function diffPolicy(args: string[]): Promise<number> {
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, old: { type: 'string' }, new: { type: 'string' }, json: { type: 'boolean' } });
+  if (typeof v.old !== 'string' || typeof v.new !== 'string') throw new UsageError('--old and --new (a bundle .tar.gz or a policy folder) are required');
+  const config = configFrom(v);
+  const data = policyData(config);
+  const [before, after] = await Promise.all([bundleFrom(v.old).then((b) => PolicyEngine.load(b, data)), bundleFrom(v.new).then((b) => PolicyEngine.load(b, data))]);
+  const { compared, changes } = diffDecisions(before, after, config);
+  if (v.json) {
+    out(JSON.stringify({ old: before.revision, new: after.revision, compared, changes }));
+  } else {
+    out(`${before.revision} -> ${after.revision} over ${config.file}: ${compared} decisions compared, ${changes.length} differ`);
+    if (changes.length) out(formatChanges(changes));
+  }
+  return changes.length ? 1 : 0;
 }
 
 /** What every broker of the config's fleet published (etcd coordination only). */
@@ -237,66 +427,31 @@ async function heartbeat(args: string[]): Promise<number> {
   return 0;
 }
 
-const xmlAttr = (s: string): string => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-
 /**
- * The tenant's Pacemaker fencing: one stonith:fence_broker device per node,
- * each able to fence only that node (pcmk_host_list; pcmk_host_map names its
- * domain), and a location constraint keeping each device off the node it
- * fences, as the original recipe's clone with #uname rules did, so a device
- * never depends on the node it is about to kill. Printed as a CIB whose
- * configuration holds only these (nodes come from the cluster itself), so
- * `crm_verify --xml-file` checks it as it is, and its <resources> and
- * <constraints> load into a running cluster with cibadmin.
+ * The tenant's Pacemaker fencing (admin/pacemaker.ts: one device per node,
+ * kept off the node it fences) as a CIB (default), a pcs script or crmsh
+ * configure syntax. Only the options are checked here.
  */
 async function pacemaker(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, 'identity-file': { type: 'string', default: NODE_KEY_PATH } });
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, format: { type: 'string', default: 'cib' }, 'identity-file': { type: 'string', default: NODE_KEY_PATH } });
   if (typeof v.cluster !== 'string') throw new UsageError('--cluster is required');
+  const format = String(v.format);
+  if (!isFormat(format)) throw new UsageError(`--format: ${JSON.stringify(format)} is not one of ${FORMATS.join(', ')}`);
+  const identity = String(v['identity-file']);
+  // The nodes read it as a path; a line break would also end a crmsh statement.
+  if (!identity.startsWith('/') || /[\x00-\x1f\x7f]/.test(identity)) throw new UsageError(`--identity-file: ${JSON.stringify(identity)} is not an absolute path without control characters`);
   const config = configFrom(v);
   const cluster = config.clusters[v.cluster];
   if (!cluster) throw new UsageError(`--cluster: no cluster ${v.cluster} in ${config.file}`);
   const fingerprint = hostFingerprint(config);
   if (!fingerprint) throw new UsageError(`host key ${config.broker.hostKey} not created yet: start the broker once`);
-  const { host, port } = config.broker.listen;
+  const { host } = config.broker.listen;
   if (host === '0.0.0.0' || host === '::') throw new UsageError(`broker.listen is ${host}: give the nodes an address they reach (set listen to it)`);
-  const nodes = Object.values(cluster.nodes).sort((a, b) => a.name.localeCompare(b.name));
-  const resources = nodes.map((n) => {
-    const id = `fb-${n.name}`;
-    const attrs: [string, string][] = [
-      ['ip', `${host}:${port}`],
-      ['identity_file', String(v['identity-file'])],
-      ['host_key_fingerprint', fingerprint],
-      ['pcmk_host_list', n.name],
-      ['pcmk_host_map', `${n.name}:${n.domain}`],
-    ];
-    const nvpairs = attrs.map(([k, val]) => `      <nvpair id="${id}-${k}" name="${k}" value="${xmlAttr(val)}"/>`).join('\n');
-    return [
-      `<primitive id="${id}" class="stonith" type="fence_broker">`,
-      `    <instance_attributes id="${id}-ia">`,
-      nvpairs,
-      '    </instance_attributes>',
-      `    <operations><op id="${id}-monitor" name="monitor" interval="60s" timeout="60s"/></operations>`,
-      '  </primitive>',
-    ].join('\n');
-  });
-  const constraints = nodes.map((n) => `<rsc_location id="fb-${n.name}-not-on-${n.name}" rsc="fb-${n.name}" node="${n.name}" score="-INFINITY"/>`);
-  out(
-    [
-      '<cib crm_feature_set="3.0.0" validate-with="pacemaker-3.0" epoch="1" num_updates="0" admin_epoch="0">',
-      '  <configuration>',
-      '    <crm_config/>',
-      '    <nodes/>',
-      `    <resources>\n${resources.map((r) => `      ${r.replace(/\n/g, '\n    ')}`).join('\n')}\n    </resources>`,
-      `    <constraints>\n${constraints.map((c) => `      ${c}`).join('\n')}\n    </constraints>`,
-      '  </configuration>',
-      '  <status/>',
-      '</cib>',
-    ].join('\n'),
-  );
+  out(render(tenantFencing(config, cluster, fingerprint, identity), format));
   return 0;
 }
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { check, explain, domains, fleet, keygen, heartbeat, pacemaker };
+const commands: Record<string, (args: string[]) => Promise<number>> = { check, reload, explain, 'diff-policy': diffPolicy, domains, fleet, keygen, heartbeat, pacemaker };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -322,7 +477,7 @@ async function main(argv: string[]): Promise<number> {
     }
     err(`fencectl ${cmd}: ${(e as Error).message}`);
     // explain's 1 means "denied"; any other failure there is a config/setup error.
-    return cmd === 'explain' ? 2 : 1;
+    return cmd === 'explain' || cmd === 'diff-policy' ? 2 : 1;
   }
 }
 

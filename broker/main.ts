@@ -17,6 +17,7 @@ import { loadPolicy } from './policy/load.js';
 import { POLICIES_DIR, sourceRevision } from './policy/bundle.js';
 import { existsSync } from 'node:fs';
 import { toolstackFor } from './toolstack/index.js';
+import { removePidFile, writePidFile } from './pidfile.js';
 
 // Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
 const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
@@ -77,11 +78,23 @@ async function main(): Promise<number> {
   let audit: Audit;
   try {
     audit = fileAudit(config.broker.auditLog, (err) => log.error({ err }, 'audit write failed'));
-    audit.event('start', { pid: process.pid, policy: state.engine.revision, config: config.file });
+    audit.event('start', { pid: process.pid, policy: state.engine.revision, policy_sha256: state.engine.sha256, config: config.file, config_sha256: config.sha256 });
   } catch (e) {
     log.error({ err: e }, 'cannot write the audit log');
     process.stderr.write(`fence-broker: refusing to start: audit log ${config.broker.auditLog} cannot be appended to: ${(e as Error).message}\n`);
     return 2;
+  }
+  // Claimed before serving: a second daemon on the same pid file refuses to start.
+  const pidFile = config.broker.pidFile;
+  if (pidFile) {
+    try {
+      writePidFile(pidFile);
+    } catch (e) {
+      process.stderr.write(`fence-broker: refusing to start: ${(e as Error).message}\n`);
+      audit.event('stop', { pid: process.pid, error: (e as Error).message });
+      audit.close();
+      return 2;
+    }
   }
   const coordination = coordinationFor(config);
   const fencer = new Fencer(toolstack, {
@@ -110,6 +123,13 @@ async function main(): Promise<number> {
     refused: (r) => audit.refusal(r),
     log,
   });
+  const auditReload = (fields: Record<string, unknown>): void => {
+    try {
+      audit.event('reload', fields);
+    } catch (e) {
+      log.error({ err: e }, 'audit log: reload event not written');
+    }
+  };
   reload = () => {
     // logrotate: the old file was moved away; appends go to a new one from now on.
     try {
@@ -117,18 +137,29 @@ async function main(): Promise<number> {
     } catch (e) {
       log.error({ err: e }, 'audit log reopen failed; still writing to the previous file');
     }
+    // Every reload attempt leaves one audit event naming what ran before and
+    // after (or why nothing changed). Requests already running keep the engine
+    // they started with: Broker.handle reads it once, at arrival.
+    const before = { config_sha256: state.config.sha256, policy: state.engine.revision, policy_sha256: state.engine.sha256 };
     load(configPath)
       .then((next) => {
-        if (JSON.stringify(next.config.broker) !== JSON.stringify(config.broker)) {
-          log.warn('broker settings changed; they take effect on restart (clusters, keys and policy are reloaded now)');
-        }
+        // The policy bundle and its key are reloaded; every other broker setting needs a restart.
+        const settings = (c: Config) => ({ ...c.broker, policyBundle: undefined, policyVerificationKey: undefined });
+        const restartOnly = JSON.stringify(settings(next.config)) !== JSON.stringify(settings(config));
+        if (restartOnly) log.warn('broker settings changed; they take effect on restart (clusters, keys and policy are reloaded now)');
         state = next;
         warnIfStale(next.config, next.engine.revision);
         // In the same tick as the swap: no request on a revoked key can start in between.
         const revoked = door.revoke();
+        const after = { config_sha256: next.config.sha256, policy: next.engine.revision, policy_sha256: next.engine.sha256 };
+        auditReload({ ok: true, pid: process.pid, old: before, new: after, connections_closed: revoked, ...(restartOnly ? { broker_settings_need_restart: true } : {}) });
         log.info({ policy: next.engine.revision, connections_closed: revoked }, 'reloaded');
       })
-      .catch((e: unknown) => log.error({ err: e }, 'reload failed; keeping the running config and policy'));
+      .catch((e: unknown) => {
+        const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : '';
+        auditReload({ ok: false, pid: process.pid, error: `${e instanceof Error ? e.message : String(e)}${cause}`, kept: before });
+        log.error({ err: e }, 'reload failed; keeping the running config and policy');
+      });
   };
   // The fleet view (etcd only; one host alone has no fleet): what this host
   // runs, under which tenancy and policy.
@@ -165,6 +196,7 @@ async function main(): Promise<number> {
   } catch (e) {
     log.error({ err: e }, 'audit log: stop line not written');
   }
+  if (pidFile) removePidFile(pidFile);
   log.info('stopped');
   return 0;
 }

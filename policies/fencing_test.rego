@@ -1,4 +1,5 @@
-# One test per rule of fencing.rego, plus the allowed paths. Run:
+# One test per deny rule of fencing.rego, named after its reason code
+# (test_deny_<code>), plus the allowed paths. Run:
 #   opa test policies/ --coverage      (npm run test:rego checks 100% coverage)
 package fencing_test
 
@@ -31,197 +32,162 @@ blue1 := {"cluster": "blue", "node": "blue-1"}
 
 red_a := {"cluster": "red", "node": "red-a"}
 
-decide(requester, action, target) := d if {
-	d := fencing.decision with data.clusters as fixture.clusters
+ops := {"admin": "ops"}
+
+# The one helper every test uses: the decision for input `req` over the fixture,
+# with the clusters replaced by `clusters`.
+_decide_over(clusters, req) := d if {
+	d := fencing.decision with data.clusters as clusters
 		with data.domains as fixture.domains
 		with data.admins as fixture.admins
-		with input as {"requester": requester, "action": action, "target": target}
+		with input as req
 }
 
-decide_list(requester, action) := d if {
-	d := fencing.decision with data.clusters as fixture.clusters
-		with data.domains as fixture.domains
-		with data.admins as fixture.admins
-		with input as {"requester": requester, "action": action}
-}
+_decide(req) := _decide_over(fixture.clusters, req)
 
-denied_with(d, code) if {
+_ask(requester, action, target) := _decide({"requester": requester, "action": action, "target": target})
+
+_list(requester, action) := _decide({"requester": requester, "action": action})
+
+_denied_with(d, code) if {
 	d.allow == false
 	some r in d.reasons
-	startswith(r, concat("", [code, ":"]))
+	r.code == code
 }
 
 # --- allowed paths ----------------------------------------------------------
-test_member_fences_peer_in_own_cluster if {
-	d := decide(blue1, "off", "blue-2")
+test_allow_member_fences_peer_in_own_cluster if {
+	d := _ask(blue1, "off", "blue-2")
 	d.allow == true
 	d.reasons == []
 }
 
-test_member_resets_and_starts_peer if {
-	decide(blue1, "reset", "blue-3").allow == true
-	decide(blue1, "on", "blue-2").allow == true
+test_allow_member_resets_and_starts_peer if {
+	_ask(blue1, "reset", "blue-3").allow == true
+	_ask(blue1, "on", "blue-2").allow == true
 }
 
-test_member_reads_own_status if {
-	decide(blue1, "status", "blue-1").allow == true
+test_allow_member_reads_own_status if {
+	_ask(blue1, "status", "blue-1").allow == true
 }
 
-test_member_lists_only_own_domains if {
-	d := decide_list(blue1, "list")
+test_allow_member_lists_only_own_domains if {
+	d := _list(blue1, "list")
 	d.allow == true
 	d.domains == ["blue-1", "blue-2", "blue-3"]
-	decide_list(red_a, "gethosts").domains == ["red-vm-a", "red-vm-b"]
+	_list(red_a, "gethosts").domains == ["red-vm-a", "red-vm-b"]
 }
 
-test_admin_lists_everything if {
-	d := decide_list({"admin": "ops"}, "list")
+test_allow_admin_lists_everything if {
+	d := _list(ops, "list")
 	d.allow == true
 	d.domains == ["blue-1", "blue-2", "blue-3", "red-vm-a", "red-vm-b"]
-	decide({"admin": "ops"}, "status", "red-vm-b").allow == true
+	_ask(ops, "status", "red-vm-b").allow == true
+}
+
+test_allow_self_off_where_cluster_allows if {
+	_ask(red_a, "off", "red-vm-a").allow == true
+}
+
+test_allow_fence_race_loser_may_still_read if {
+	_decide({"requester": blue1, "action": "status", "target": "blue-1", "requester_fenced": true}).allow == true
+	every action in ["list", "gethosts"] {
+		_decide({"requester": blue1, "action": action, "requester_fenced": true}).allow == true
+	}
 }
 
 test_denied_decision_has_no_domains if {
-	d := decide_list({"cluster": "green", "node": "g1"}, "list")
+	d := _list({"cluster": "green", "node": "g1"}, "list")
 	d.allow == false
 	not d.domains
 }
 
-# --- Rule 1 -----------------------------------------------------------------
-test_rule1_unknown_cluster if {
-	denied_with(decide({"cluster": "green", "node": "blue-1"}, "off", "blue-2"), "unknown_cluster")
+test_reasons_are_code_and_detail if {
+	d := _ask(blue1, "off", "red-vm-a")
+	d.reasons == [{"code": "target_not_owned", "detail": "domain red-vm-a belongs to another cluster, not blue"}]
 }
 
-test_rule1_not_a_member if {
-	denied_with(decide({"cluster": "blue", "node": "red-a"}, "off", "blue-2"), "not_a_member")
+# --- deny rules, one test each, named after the reason code ------------------
+test_deny_unknown_cluster if {
+	_denied_with(_ask({"cluster": "green", "node": "blue-1"}, "off", "blue-2"), "unknown_cluster")
+	_denied_with(_ask({}, "status", "blue-2"), "unknown_cluster")
 }
 
-test_rule1_empty_requester if {
-	denied_with(decide({}, "status", "blue-2"), "unknown_cluster")
+test_deny_not_a_member if {
+	_denied_with(_ask({"cluster": "blue", "node": "red-a"}, "off", "blue-2"), "not_a_member")
 }
 
-# --- Rule 2 -----------------------------------------------------------------
-test_rule2_unknown_admin if {
-	denied_with(decide_list({"admin": "intruder"}, "list"), "unknown_admin")
+test_deny_unknown_admin if {
+	_denied_with(_list({"admin": "intruder"}, "list"), "unknown_admin")
 }
 
-# --- Rule 3 -----------------------------------------------------------------
-test_rule3_unknown_action if {
-	denied_with(decide(blue1, "destroy", "blue-2"), "unknown_action")
+test_deny_unknown_action if {
+	_denied_with(_ask(blue1, "destroy", "blue-2"), "unknown_action")
+	_denied_with(_decide({"requester": blue1, "target": "blue-2"}), "unknown_action")
 }
 
-test_rule3_missing_action if {
-	d := fencing.decision with data.clusters as fixture.clusters
-		with data.domains as fixture.domains
-		with input as {"requester": blue1, "target": "blue-2"}
-	denied_with(d, "unknown_action")
+test_deny_action_not_enabled if {
+	_denied_with(_ask(red_a, "reset", "red-vm-b"), "action_not_enabled")
 }
 
-# --- Rule 4 -----------------------------------------------------------------
-test_rule4_action_not_enabled if {
-	denied_with(decide(red_a, "reset", "red-vm-b"), "action_not_enabled")
+test_deny_target_missing if {
+	_denied_with(_list(blue1, "off"), "target_missing")
 }
 
-# --- Rule 5 -----------------------------------------------------------------
-test_rule5_target_missing if {
-	denied_with(decide_list(blue1, "off"), "target_missing")
+test_deny_target_unexpected if {
+	_denied_with(_ask(blue1, "list", "blue-2"), "target_unexpected")
 }
 
-test_rule5_target_unexpected if {
-	denied_with(decide(blue1, "list", "blue-2"), "target_unexpected")
+test_deny_target_unknown if {
+	_denied_with(_ask(blue1, "off", "nobody-owns-me"), "target_unknown")
 }
 
-# --- Rule 6 -----------------------------------------------------------------
-test_rule6_target_unknown if {
-	denied_with(decide(blue1, "off", "nobody-owns-me"), "target_unknown")
+test_deny_target_not_owned if {
+	_denied_with(_ask(blue1, "off", "red-vm-a"), "target_not_owned")
+	_denied_with(_ask(red_a, "status", "blue-1"), "target_not_owned")
 }
 
-test_rule6_target_not_owned if {
-	denied_with(decide(blue1, "off", "red-vm-a"), "target_not_owned")
-	denied_with(decide(red_a, "status", "blue-1"), "target_not_owned")
+test_deny_self_fence if {
+	_denied_with(_ask(blue1, "reset", "blue-1"), "self_fence")
+	_denied_with(_ask(blue1, "on", "blue-1"), "self_fence")
 }
 
-# --- Rule 7 -----------------------------------------------------------------
-test_rule7_no_self_on_or_reset if {
-	denied_with(decide(blue1, "reset", "blue-1"), "self_fence")
-	denied_with(decide(blue1, "on", "blue-1"), "self_fence")
+test_deny_self_off if {
+	_denied_with(_ask(blue1, "off", "blue-1"), "self_off")
 }
 
-# --- Rule 8 -----------------------------------------------------------------
-test_rule8_self_off_denied_by_default if {
-	denied_with(decide(blue1, "off", "blue-1"), "self_off")
+test_deny_admin_read_only if {
+	_denied_with(_ask(ops, "off", "blue-2"), "admin_read_only")
 }
 
-test_rule8_self_off_where_cluster_allows if {
-	decide(red_a, "off", "red-vm-a").allow == true
+test_deny_fence_race_lost if {
+	lost := {"requester": blue1, "action": "off", "target": "blue-2", "requester_fenced": true}
+	_denied_with(_decide(lost), "fence_race_lost")
+	_ask(blue1, "off", "blue-2").allow == true
 }
 
-# --- Rule 9 -----------------------------------------------------------------
-test_rule9_admin_read_only if {
-	denied_with(decide({"admin": "ops"}, "off", "blue-2"), "admin_read_only")
-}
-
-# --- Rule 10 ----------------------------------------------------------------
-test_rule10_fence_race_lost if {
-	d := fencing.decision with data.clusters as fixture.clusters
-		with data.domains as fixture.domains
-		with input as {"requester": blue1, "action": "off", "target": "blue-2", "requester_fenced": true}
-	denied_with(d, "fence_race_lost")
-	decide(blue1, "off", "blue-2").allow == true
-}
-
-test_rule10_fence_race_loser_may_still_read if {
-	status := fencing.decision with data.clusters as fixture.clusters
-		with data.domains as fixture.domains
-		with input as {"requester": blue1, "action": "status", "target": "blue-1", "requester_fenced": true}
-	status.allow == true
-	every action in ["list", "gethosts"] {
-		d := fencing.decision with data.clusters as fixture.clusters
-			with data.domains as fixture.domains
-			with input as {"requester": blue1, "action": action, "requester_fenced": true}
-		d.allow == true
-	}
-}
-
-# --- Rule 11 ----------------------------------------------------------------
-test_rule11_fence_storm_limit if {
-	limited := object.union(fixture.clusters, {"blue": object.union(fixture.clusters.blue, {"limits": {"fences_per_window": 2, "window": 60}})})
-	over := fencing.decision with data.clusters as limited
-		with data.domains as fixture.domains
-		with input as {"requester": blue1, "action": "reset", "target": "blue-2", "recent_fences": 2}
-	denied_with(over, "fence_storm_limit")
-	under := fencing.decision with data.clusters as limited
-		with data.domains as fixture.domains
-		with input as {"requester": blue1, "action": "off", "target": "blue-2", "recent_fences": 1}
-	under.allow == true
+test_deny_fence_storm_limit if {
+	limits := {"limits": {"fences_per_window": 2, "window": 60}}
+	limited := object.union(fixture.clusters, {"blue": object.union(fixture.clusters.blue, limits)})
+	over := {"requester": blue1, "action": "reset", "target": "blue-2", "recent_fences": 2}
+	_denied_with(_decide_over(limited, over), "fence_storm_limit")
+	_decide_over(limited, object.union(over, {"action": "off", "recent_fences": 1})).allow == true
 
 	# Reads and power on are never storm-limited; without limits, no count matters.
-	on := fencing.decision with data.clusters as limited
-		with data.domains as fixture.domains
-		with input as {"requester": blue1, "action": "on", "target": "blue-2", "recent_fences": 9}
-	on.allow == true
-	unlimited := fencing.decision with data.clusters as fixture.clusters
-		with data.domains as fixture.domains
-		with input as {"requester": blue1, "action": "off", "target": "blue-2", "recent_fences": 99}
-	unlimited.allow == true
+	_decide_over(limited, object.union(over, {"action": "on", "recent_fences": 9})).allow == true
+	_decide(object.union(over, {"action": "off", "recent_fences": 99})).allow == true
 }
 
-# --- Default deny -------------------------------------------------------------
-test_default_deny_without_data if {
-	d := fencing.decision with data.clusters as {}
-		with data.domains as {}
-		with input as {"requester": blue1, "action": "status", "target": "blue-1"}
-	d.allow == false
-	count(d.reasons) > 0
-}
-
-test_catch_all_reason_when_nothing_permits if {
+test_deny_not_permitted if {
 	# Safety net: were a future edit to leave a request neither permitted nor
 	# explained, the decision still denies and says so.
-	d := fencing.decision with data.clusters as fixture.clusters
-		with data.domains as fixture.domains
-		with data.fencing.permitted as false
-		with input as {"requester": blue1, "action": "status", "target": "blue-2"}
+	d := _ask(blue1, "status", "blue-2") with data.fencing._permitted as false
 	d.allow == false
-	d.reasons == ["not_permitted: no rule allows this request"]
+	d.reasons == [{"code": "not_permitted", "detail": "no rule allows this request"}]
+}
+
+test_deny_by_default_without_data if {
+	d := _decide_over({}, {"requester": blue1, "action": "status", "target": "blue-1"})
+	d.allow == false
+	count(d.reasons) > 0
 }

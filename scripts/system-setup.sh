@@ -2,14 +2,15 @@
 # Installs and starts the real components the tests drive (DESIGN.md §8):
 # libvirt + QEMU (started by hand: these machines have no systemd or dbus),
 # cluster-glue, pacemaker + corosync and heartbeat (run in namespaces by test/cluster/), fence-agents,
-# fence-virt, OpenSSH, xmllint.
+# fence-virt, OpenSSH, xmllint, pcs and crmsh, systemd (only for systemd-analyze verify of the unit; nothing starts it).
 # Idempotent; needs root. Prints what it did to stderr.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "system-setup: not root; skipping (tests needing these parts will say so)" >&2; exit 0; fi
 
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
       cluster-glue heartbeat pacemaker pacemaker-cli-utils corosync fence-agents fence-virt fence-virtd iproute2 etcd-server etcd-client
-      libxml2-utils openssh-client openssh-server)
+      libxml2-utils openssh-client openssh-server systemd
+      pcs crmsh)  # fencectl pacemaker --format pcs|crm, applied to offline CIB files; pcsd is never started
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -17,8 +18,15 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "system-setup: apt-get install ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq "${missing[@]}" >&2
+  # Packages must not start their daemons (pcsd, corosync, pacemaker...): the
+  # tests run their own, and pcs's install fails if pcsd cannot start. Container
+  # images already deny it with policy-rc.d; elsewhere, deny it for this install.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+  apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >&2
 fi
 
 # libvirt as root without systemd: users/groups the packages expect, a qemu.conf

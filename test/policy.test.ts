@@ -43,7 +43,7 @@ test('wasm decisions on the example config match what a reviewer reads in the Re
   for (const [requester, action, target, code] of cases) {
     const d = engine.decide({ requester: requester as never, action, ...(target ? { target } : {}) });
     t.false(d.allow, `${JSON.stringify(requester)} ${action} ${target}`);
-    t.true(d.reasons.some((r) => r.startsWith(code + ':')), `${code} in ${d.reasons.join('; ')}`);
+    t.true(d.reasons.some((r) => r.code === code), `${code} in ${JSON.stringify(d.reasons)}`);
     t.is(d.domains, undefined);
   }
 });
@@ -53,7 +53,8 @@ test('any malformed or undefined policy result is a deny with a reason', (t) => 
     const d = toDecision(raw);
     t.false(d.allow, JSON.stringify(raw));
     t.true(d.reasons.length > 0);
-    return d.reasons[0];
+    t.is(d.reasons[0]?.code, 'policy_error');
+    return d.reasons[0]?.detail;
   };
   t.regex(denied([]) ?? '', /undefined decision/);
   t.regex(denied(undefined) ?? '', /undefined decision/);
@@ -61,6 +62,9 @@ test('any malformed or undefined policy result is a deny with a reason', (t) => 
   denied([{ result: { allow: 1, reasons: [] } }]);
   denied([{ result: { allow: true } }]);
   denied([{ result: { allow: true, reasons: [], domains: [1] } }]);
+  // Reasons are {code, detail} objects; a bare string or a code that is not snake_case is malformed.
+  denied([{ result: { allow: false, reasons: ['self_fence: x'] } }]);
+  denied([{ result: { allow: false, reasons: [{ code: 'Self Fence', detail: 'x' }] } }]);
   denied([{ result: null }]);
   denied([{ result: { allow: true, reasons: [] } }, { result: { allow: true, reasons: [] } }]);
   t.regex(denied([{ result: { allow: false, reasons: [] } }]) ?? '', /denied without a reason/);
@@ -96,7 +100,8 @@ test('an evaluation error inside wasm is a deny, not an exception', async (t) =>
   t.true(engine.decide({ a: true } as never).allow, 'the policy itself works');
   const d = engine.decide({ a: true, b: true } as never);
   t.false(d.allow);
-  t.regex(d.reasons[0] ?? '', /^policy_error: evaluation failed/);
+  t.is(d.reasons[0]?.code, 'policy_error');
+  t.regex(d.reasons[0]?.detail ?? '', /^evaluation failed/);
 });
 
 test('the revision is a hash of the Rego sources; a bundle records it and the wasm sha256', async (t) => {
@@ -130,14 +135,14 @@ test('fencectl explain: exit 0 allowed, 1 denied, 2 usage; --json carries allow,
   const base = ['explain', '--config', 'clusters.yaml'];
   const ok = await fencectl([...base, '--as', 'blue/blue-1', '--action', 'off', '--target', 'blue-2', '--json']);
   t.is(ok.exitCode, 0, ok.stderr);
-  const j = JSON.parse(ok.stdout) as { allow: boolean; reasons: string[]; policy: { revision: string; sha256: string } };
+  const j = JSON.parse(ok.stdout) as { allow: boolean; reasons: unknown[]; policy: { revision: string; sha256: string } };
   t.true(j.allow);
   t.deepEqual(j.reasons, []);
   t.is(j.policy.revision, sourceRevision());
 
   const no = await fencectl([...base, '--as', 'red/red-a', '--action', 'off', '--target', 'blue-2', '--json']);
   t.is(no.exitCode, 1);
-  t.like(JSON.parse(no.stdout), { allow: false, reasons: ['target_not_owned: domain blue-2 belongs to another cluster, not red'] });
+  t.like(JSON.parse(no.stdout), { allow: false, reasons: [{ code: 'target_not_owned', detail: 'domain blue-2 belongs to another cluster, not red' }] });
 
   const human = await fencectl([...base, '--as', 'blue/blue-1', '--action', 'reset', '--target', 'blue-1']);
   t.is(human.exitCode, 1);

@@ -115,7 +115,7 @@ test('wasm decisions agree with the model on thousands of random requests; opa e
         const m = model(tenancy, r);
         decisions++;
         if (d.allow) allowed++;
-        if (d.allow !== m.allow) throw new Error(`wasm ${d.allow} vs model ${m.allow} for ${JSON.stringify(r)}: ${d.reasons.join('; ')}`);
+        if (d.allow !== m.allow) throw new Error(`wasm ${d.allow} vs model ${m.allow} for ${JSON.stringify(r)}: ${JSON.stringify(d.reasons)}`);
         if (d.allow && r.target !== undefined && 'cluster' in r.requester) {
           const owner = tenancy.clusters[r.requester.cluster];
           if (!owner?.domains.includes(r.target)) throw new Error(`allowed a target outside the cluster: ${JSON.stringify(r)}`);

@@ -12,7 +12,7 @@ import { where, type Locator, type Path } from './locate.js';
 import { ALL_ACTIONS, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
 
 /** The rules that span entries: one owner per domain, one identity per key, node domains owned. */
-export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
+export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Config, 'sha256'> {
   const problems: Located[] = [];
   const base = dirname(abs);
   const owner = new Map<string, string>();
@@ -97,6 +97,7 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Config {
       listen,
       hostKey: resolve(base, raw.broker.host_key),
       auditLog: resolve(base, raw.broker.audit_log),
+      pidFile: raw.broker.pid_file === undefined ? undefined : resolve(base, raw.broker.pid_file),
       policyBundle: raw.broker.policy_bundle === undefined ? undefined : resolve(base, raw.broker.policy_bundle),
       policyVerificationKey: raw.broker.policy_verification_key === undefined ? undefined : resolve(base, raw.broker.policy_verification_key),
       toolstack,

@@ -3,6 +3,7 @@
 // keys included), the published JSON Schema (ajv), then the cross-references a
 // schema cannot express (crosscheck.ts). Types live in types.ts, positions and
 // schema messages in locate.ts.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Ajv } from 'ajv';
@@ -88,7 +89,8 @@ function parse(text: string, display: string, abs: string): { config: Config; lo
       .filter((p): p is Located => p !== undefined);
     throw new ConfigError(dedupe(problems));
   }
-  return { config: crossCheck(raw as RawConfig, loc, abs), loc };
+  const sha256 = createHash('sha256').update(text).digest('hex');
+  return { config: { ...crossCheck(raw as RawConfig, loc, abs), sha256 }, loc };
 }
 
 function dedupe(problems: Located[]): Located[] {

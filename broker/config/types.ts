@@ -114,10 +114,14 @@ export interface AdminConfig {
 export interface Config {
   /** Absolute path of the file read; relative paths inside resolve against its folder. */
   file: string;
+  /** sha256 (hex) of the file's bytes as read: what the audit's reload events name. */
+  sha256: string;
   broker: {
     listen: { host: string; port: number };
     hostKey: string;
     auditLog: string;
+    /** Where the daemon writes its pid while it serves (fencectl reload signals it); undefined: none. */
+    pidFile: string | undefined;
     policyBundle: string | undefined;
     /** PEM public key: when set, the bundle must be signed by it (OPA's .signatures.json). */
     policyVerificationKey: string | undefined;
@@ -138,6 +142,7 @@ export interface RawConfig {
     listen: string;
     host_key: string;
     audit_log: string;
+    pid_file?: string;
     policy_bundle?: string;
     policy_verification_key?: string;
     toolstack: ToolstackConfig;

@@ -18,29 +18,44 @@ export interface DecisionInput {
   recent_fences?: number;
 }
 
+/** Why a request was refused: a stable code (the Rego rule's METADATA) and words for people. */
+export interface Reason {
+  code: string;
+  detail: string;
+}
+
 export interface Decision {
   allow: boolean;
-  reasons: string[];
+  reasons: Reason[];
   /** Present on an allowed list/gethosts: the domains the requester may see. */
   domains?: string[];
 }
 
 type Loaded = Awaited<ReturnType<typeof loadPolicy>>;
 
-const deny = (reason: string): Decision => ({ allow: false, reasons: [reason] });
+export const reason = (code: string, detail: string): Reason => ({ code, detail });
+
+/** A reason as one line of text, as refusal messages and fencectl show it. */
+export const reasonText = (r: Reason): string => `${r.code}: ${r.detail}`;
+
+const deny = (detail: string): Decision => ({ allow: false, reasons: [reason('policy_error', detail)] });
 
 const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
 
+const isReasonArray = (v: unknown): v is Reason[] =>
+  Array.isArray(v) &&
+  v.every((x) => typeof x === 'object' && x !== null && typeof (x as Reason).code === 'string' && /^[a-z][a-z_]*$/.test((x as Reason).code) && typeof (x as Reason).detail === 'string');
+
 /** Checks the shape of what the wasm returned; anything unexpected is a deny. */
 export function toDecision(raw: unknown): Decision {
-  if (!Array.isArray(raw) || raw.length === 0) return deny('policy_error: undefined decision');
-  if (raw.length > 1) return deny('policy_error: more than one decision');
+  if (!Array.isArray(raw) || raw.length === 0) return deny('undefined decision');
+  if (raw.length > 1) return deny('more than one decision');
   const result = (raw[0] as { result?: unknown } | undefined)?.result as Record<string, unknown> | undefined;
-  if (typeof result !== 'object' || result === null) return deny('policy_error: decision is not an object');
+  if (typeof result !== 'object' || result === null) return deny('decision is not an object');
   const { allow, reasons, domains } = result;
-  if (typeof allow !== 'boolean' || !isStringArray(reasons)) return deny('policy_error: decision lacks allow/reasons');
-  if (domains !== undefined && !isStringArray(domains)) return deny('policy_error: decision.domains is not a list of names');
-  if (allow !== true) return { allow: false, reasons: reasons.length ? reasons : ['policy_error: denied without a reason'] };
+  if (typeof allow !== 'boolean' || !isReasonArray(reasons)) return deny('decision lacks allow/reasons [{code, detail}]');
+  if (domains !== undefined && !isStringArray(domains)) return deny('decision.domains is not a list of names');
+  if (allow !== true) return { allow: false, reasons: reasons.length ? reasons : [reason('policy_error', 'denied without a reason')] };
   return domains === undefined ? { allow: true, reasons } : { allow: true, reasons, domains };
 }
 
@@ -75,7 +90,7 @@ export class PolicyEngine {
     try {
       return toDecision(this.policy.evaluate(input, ENTRYPOINT));
     } catch (err) {
-      return deny(`policy_error: evaluation failed: ${String(err)}`);
+      return deny(`evaluation failed: ${String(err)}`);
     }
   }
 }

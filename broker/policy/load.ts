@@ -3,11 +3,13 @@
 // broker.policy_verification_key when one is configured, loaded with the data
 // derived from the config. Nothing here builds or compiles: the root daemon
 // only ever loads what was built and reviewed elsewhere.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config/load.js';
 import type { Located } from '../config/errors.js';
-import { DEFAULT_BUNDLE, findOpa, POLICIES_DIR, readBundle } from './bundle.js';
+import { buildBundle, DEFAULT_BUNDLE, findOpa, POLICIES_DIR, readBundle, type Bundle } from './bundle.js';
 import { policyData } from './data.js';
 import { PolicyEngine } from './engine.js';
 
@@ -23,6 +25,27 @@ export async function loadPolicy(config: Config): Promise<PolicyEngine> {
   }
   const bundle = await readBundle(path, key);
   return PolicyEngine.load(bundle, policyData(config));
+}
+
+/**
+ * A policy revision a reviewer names: a bundle file as it is, or a folder of
+ * Rego sources built (with opa) into a throwaway bundle first.
+ */
+export async function bundleFrom(path: string): Promise<Bundle> {
+  let dir: boolean;
+  try {
+    dir = statSync(path).isDirectory();
+  } catch (err) {
+    throw new Error(`${path}: no such bundle or policy folder`, { cause: err });
+  }
+  if (!dir) return readBundle(path);
+  const tmp = mkdtempSync(join(tmpdir(), 'fb-policy-'));
+  try {
+    await buildBundle(join(tmp, 'bundle.tar.gz'), path);
+    return await readBundle(join(tmp, 'bundle.tar.gz'));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 /** `opa check --strict` of the Rego sources, as located problems (empty when clean). */

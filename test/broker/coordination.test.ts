@@ -8,6 +8,7 @@ import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectPath } from '../../common/paths.js';
 import { findOpa } from '../../broker/policy/bundle.js';
+import type { Reason } from '../../broker/policy/engine.js';
 import { cleanup, fencectl, tempDir, until } from '../helpers.js';
 import { startDaemon, type Daemon } from '../broker-daemon.js';
 import { etcdMissing, startEtcd, type EtcdCluster } from '../etcd-host.js';
@@ -110,7 +111,7 @@ test(`with etcd, ${PAIRS} two-node clusters spanning hosts fence each other at o
     const bad = await mutualFences(a, b);
     t.deepEqual(bad, []);
     // The losers were refused by the policy, with its own reason, on both brokers.
-    const lost = [...a.audit(), ...b.audit()].filter((l) => (l.reasons as string[]).some((r) => r.startsWith('fence_race_lost')));
+    const lost = [...a.audit(), ...b.audit()].filter((l) => (l.reasons as Reason[]).some((r) => r.code === 'fence_race_lost'));
     t.true(lost.length >= PAIRS, `${lost.length} fence_race_lost refusals`);
     t.log(`coordination etcd: 0 of ${PAIRS} clusters without exactly one survivor; ${lost.length} refusals for a lost race`);
   } finally {
@@ -134,7 +135,8 @@ test('the storm limit, counted in etcd: past fences_per_window the next fence is
     t.like((await request(d, 's0', 'status s3')).reply, { ok: true, state: 'on' }, 'reads are never storm-limited');
     const audited = d.audit().find((l) => l.target === 's3' && l.action === 'off');
     t.like(audited, { decision: 'deny', code: 'refused' });
-    t.regex(String((audited?.reasons as string[])[0]), /^fence_storm_limit: .*fenced 2 domains.*limit 2/);
+    t.is((audited?.reasons as Reason[])[0]?.code, 'fence_storm_limit');
+    t.regex(String((audited?.reasons as Reason[])[0]?.detail), /fenced 2 domains.*limit 2/);
   } finally {
     await d.stop();
   }
@@ -244,7 +246,8 @@ test('one etcd member killed: fencing still works; quorum lost: power actions ar
     t.like(status.reply, { ok: true, state: 'on' }, 'reads need no coordination');
     const audited = a.audit().find((l) => l.node === 'c1-a' && l.action === 'off');
     t.like(audited, { code: 'coordination_unavailable', decision: 'error' });
-    t.regex(String((audited?.reasons as string[])[0]), /^coordination_unavailable: etcd/);
+    t.is((audited?.reasons as Reason[])[0]?.code, 'coordination_unavailable');
+    t.regex(String((audited?.reasons as Reason[])[0]?.detail), /^etcd/);
   } finally {
     await stopAll(a, b, cluster);
   }
