@@ -33,7 +33,7 @@ import ssh2 from 'ssh2';
 import { fingerprintOf } from '../common/fingerprint.js';
 import { generateEd25519 } from './identity/keygen.js';
 import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from './coordination/fleet.js';
-import { FORMATS, isFormat, render, tenantFencing } from './admin/pacemaker.js';
+import { brokerAddress, FORMATS, isFormat, render, tenantFencing } from './admin/pacemaker.js';
 
 /** Where a host keeps its tenancy when --config is not given. */
 const DEFAULT_CONFIG = '/etc/fence-broker/clusters.yaml';
@@ -392,7 +392,7 @@ async function keygen(args: string[]): Promise<number> {
   const hostKey = config.broker.hostKey;
   const fingerprint = hostFingerprint(config) ?? `(host key ${hostKey} not created yet: start the broker once, then run this again or ssh-keygen -lf ${hostKey}.pub)`;
   const { host, port } = config.broker.listen;
-  const address = host === '0.0.0.0' || host === '::' ? `THIS-HOST:${port}` : `${host}:${port}`;
+  const address = host === '0.0.0.0' || host === '::' ? `THIS-HOST:${port}` : brokerAddress(host, port);
   out(`wrote ${priv} (private, 0600) and ${priv}.pub`);
   out(`\nadd to ${config.file}, under clusters.${v.cluster}.nodes${cluster ? '' : ` (cluster ${v.cluster} is not there yet: add it with its domains)`}:`);
   out(`      ${v.node}: { key: "${pair.public}" }${cluster && !cluster.domains.includes(v.node) ? `   # add domain: NAME if the node's domain is not called ${v.node}` : ''}`);
