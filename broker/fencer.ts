@@ -170,31 +170,29 @@ export class Fencer {
   }
 
   /**
-   * Hard off, verified. Already off is success; a domain the host does not have
-   * is a failure; "off" is reported only once the toolstack shows it stopped, or
-   * gone after our destroy (xl forgets destroyed domains).
+   * Hard off, verified, on the shortest path: destroy first, then let the
+   * state read settle what a failed destroy meant. Already off is success; a
+   * domain the host does not have is a failure; "off" is reported only once
+   * the toolstack shows it stopped, or gone after our destroy (xl forgets
+   * destroyed domains). A destroy's exit status never decides alone.
    */
   private async off(target: string, steps: string[], signal: AbortSignal | undefined): Promise<Outcome> {
-    const before = await this.read(target, steps, signal);
-    // Not here is not proof of off: the domain may run on another host (migration).
-    if (before.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found (${before.raw})`, notFound: true };
-    if (before.observed === 'stopped') return { ok: true, state: 'off', message: `${target} was already off (${before.raw})` };
-    if (signal?.aborted) return { ok: false, state: powerOf(before), message: `${target}: not destroyed: ${abortReason(signal)}` };
+    if (signal?.aborted) return { ok: false, state: 'unknown', message: `${target}: not destroyed: ${abortReason(signal)}` };
     let destroyed = false;
     try {
       await this.toolstack.destroy(target, { signal });
       destroyed = true;
       steps.push('destroy: done');
     } catch (err) {
-      // Not decisive either way: the state decides.
+      // Already off, not here, or a real failure: the state decides.
       steps.push(`destroy: ${errorText(err)}`);
     }
-    // Gone counts as off only after a destroy that succeeded (xl forgets destroyed
-    // domains); gone after a failed destroy may be a migration or a typo, not a fence.
+    // Gone counts as off only after a destroy that succeeded; gone after a failed
+    // destroy is a domain this host does not have (a migration, a typo): not found.
     const confirmed = (s: DomainState) => s.observed === 'stopped' || (destroyed && s.observed === 'missing');
     const after = await this.waitFor(target, steps, (s) => confirmed(s) || (!destroyed && s.observed === 'missing'), signal);
-    if (confirmed(after)) return { ok: true, state: 'off', message: `${target} is off (${after.raw})` };
-    if (after.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found after a failed destroy; not confirmed off` };
+    if (!destroyed && after.observed === 'missing') return { ok: false, state: 'unknown', message: `${target}: not found (${after.raw}); not confirmed off`, notFound: true };
+    if (confirmed(after)) return { ok: true, state: 'off', message: destroyed ? `${target} is off (${after.raw})` : `${target} was already off (${after.raw})` };
     return {
       ok: false,
       state: powerOf(after),

@@ -188,5 +188,8 @@ export function send(o: ClientOptions, broker: { host: string; port: number }, r
         return false;
       },
     });
+    // Nagle off: each handshake round trip is a small write answered by the
+    // peer; with Nagle on, every one waits out a delayed ACK (~40 ms).
+    conn.setNoDelay(true);
   });
 }

@@ -1,7 +1,7 @@
 // A SIMULATED host, for the demo and fast tests: domains and their power state
 // live in a JSON file ({"domains": {"blue-1": "running", ...}}). It runs no
 // hypervisor and powers nothing; production uses xl or virsh.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { abortReason } from '../abort.js';
 import { checkDomainName, ToolstackError, type CallOptions, type DomainState, type Toolstack } from './toolstack.js';
@@ -14,6 +14,12 @@ interface SimFile {
 export class SimToolstack implements Toolstack {
   readonly describe = 'sim (simulated host)';
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * The parsed file and the identity of the version it came from: reads skip
+   * re-parsing (10,000 domains cost milliseconds each time) until the file
+   * changes, by this process or anyone else (inode, size, mtime in ns).
+   */
+  private cache: { version: string; file: SimFile } | undefined;
 
   /** `seed`: domains created, running, when the state file does not exist yet. */
   constructor(
@@ -23,7 +29,18 @@ export class SimToolstack implements Toolstack {
     if (!existsSync(file)) this.write({ domains: Object.fromEntries(seed.map((d) => [d, 'running' as const])) });
   }
 
+  private version(): string | undefined {
+    try {
+      const st = statSync(this.file, { bigint: true });
+      return `${st.ino}:${st.size}:${st.mtimeNs}`;
+    } catch {
+      return undefined;
+    }
+  }
+
   private read(): SimFile {
+    const version = this.version();
+    if (version !== undefined && this.cache?.version === version) return this.cache.file;
     let parsed: unknown;
     try {
       parsed = JSON.parse(readFileSync(this.file, 'utf8'));
@@ -32,7 +49,9 @@ export class SimToolstack implements Toolstack {
     }
     const domains = (parsed as SimFile | null)?.domains;
     if (typeof domains !== 'object' || domains === null) throw new ToolstackError(['sim', this.file], 'state file lacks "domains"');
-    return { domains };
+    const file = { domains };
+    this.cache = version === undefined ? undefined : { version, file };
+    return file;
   }
 
   private write(s: SimFile): void {
@@ -40,6 +59,9 @@ export class SimToolstack implements Toolstack {
     const tmp = `${this.file}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(s, null, 2) + '\n');
     renameSync(tmp, this.file);
+    // The renamed file is a new inode: remember what it holds.
+    const version = this.version();
+    this.cache = version === undefined ? undefined : { version, file: s };
   }
 
   /** File operations one at a time within this process; none starts once the caller has given up. */
@@ -82,10 +104,13 @@ export class SimToolstack implements Toolstack {
   private set(name: string, power: SimPower, o?: CallOptions): Promise<void> {
     checkDomainName(name);
     return this.serial(() => {
-      const s = this.read();
-      if (!(name in s.domains)) throw new ToolstackError(['sim', power === 'running' ? 'start' : 'destroy', name], 'no such domain');
-      s.domains[name] = power;
-      this.write(s);
+      const current = this.read();
+      const argv = ['sim', power === 'running' ? 'start' : 'destroy', name];
+      if (!(name in current.domains)) throw new ToolstackError(argv, 'no such domain');
+      // As libvirt does: destroying a stopped domain or starting a running one is refused.
+      if (current.domains[name] === power) throw new ToolstackError(argv, power === 'running' ? 'domain is already active' : 'domain is not running');
+      // A new object: a write that fails leaves the cache as the file is.
+      this.write({ domains: { ...current.domains, [name]: power } });
     }, o);
   }
 }
