@@ -28,6 +28,9 @@ export function nameProblem(value: unknown): string | undefined {
 export function reservedDomainProblem(name: string): string | undefined {
   if (/^[0-9]+$/.test(name)) return 'a bare number is a domain id to xl and virsh, not a name';
   if (/^domain-0$/i.test(name)) return "Domain-0 is Xen's control domain, never a tenant domain";
-  if (/^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i.test(name)) return 'UUID-shaped: virsh resolves a UUID before a name';
+  // libvirt's UUID parser skips dashes anywhere between hex pairs, so
+  // "66-08-1d-44-8fad401b89610aca60a55c87" names another domain by UUID: refuse
+  // every name that is 32 hex digits once its dashes are gone.
+  if (/^[0-9a-f]{32}$/i.test(name.replace(/-/g, ''))) return 'UUID-shaped (32 hex digits and dashes): virsh resolves a UUID before a name';
   return undefined;
 }

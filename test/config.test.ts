@@ -105,7 +105,9 @@ const bad: Bad[] = [
   { kind: 'unknown action', text: base({ blueMore: '    actions: [status, destroy]' }), line: 14, col: 23, message: /actions\.1: must be one of status, on, off, reset/ },
   { kind: 'same domain twice in one cluster', text: base({ blueDomains: 'blue-1, blue-2, blue-1' }), line: 10, col: 31, message: /duplicate entry/ },
   { kind: 'domain named Domain-0', text: base({ redDomains: 'red-1, Domain-0' }), line: 16, col: 22, message: /domain Domain-0: Domain-0 is Xen's control domain/ },
-  { kind: 'UUID-shaped domain name', text: base({ redDomains: 'red-1, 4b1c2a3e-9f0d-4c1b-8a2e-1f2e3d4c5b6a' }), line: 16, col: 22, message: /UUID-shaped: virsh resolves a UUID before a name/ },
+  { kind: 'UUID-shaped domain name', text: base({ redDomains: 'red-1, 4b1c2a3e-9f0d-4c1b-8a2e-1f2e3d4c5b6a' }), line: 16, col: 22, message: /UUID-shaped \(32 hex digits and dashes\): virsh resolves a UUID before a name/ },
+  // libvirt's parser skips a dash between any two hex pairs: this one resolved to another domain by UUID.
+  { kind: 'UUID with dashes out of place', text: base({ redDomains: 'red-1, 66-08-1d-44-8fad401b89610aca60a55c87' }), line: 16, col: 22, message: /UUID-shaped/ },
   { kind: 'RSA key shorter than 3072 bits', text: base({ opsKey: rsa2048 }), line: 20, col: 15, message: /an RSA key of 2048 bits; at least 3072 are required/ },
   { kind: 'domain named by a bare number', text: base({ redDomains: 'red-1, "42"' }), line: 16, col: 22, message: /domain 42: a bare number is a domain id/ },
   { kind: 'xl config path not absolute', text: base({ toolstack: '    type: xl\n    domain_configs: { blue-1: blue-1.cfg }' }), line: 6, col: 31, message: /domain_configs\.blue-1: "blue-1\.cfg" must match \^\// },
