@@ -189,6 +189,7 @@ async function main(): Promise<number> {
   await stopping;
   stopPublishing();
   await door.close();
+  toolstack.close?.();
   await coordination.close().catch((e: unknown) => log.warn({ err: e }, 'coordination: close failed'));
   try {
     audit.event('stop', { pid: process.pid });

@@ -36,6 +36,8 @@ export interface Toolstack {
   destroy(name: string, o?: CallOptions): Promise<void>;
   /** Power on. May throw; the fencer re-reads the state either way. */
   start(name: string, o?: CallOptions): Promise<void>;
+  /** Releases what the toolstack keeps open between calls (virsh sessions); the daemon calls it on stop. */
+  close?(): void;
 }
 
 /** A failed toolstack call: which command, how it ended, what it said. */

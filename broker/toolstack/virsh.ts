@@ -1,7 +1,9 @@
-// libvirt through virsh (any URI: qemu:///system, xen:///system). virsh's error
-// texts and exit codes are not parsed for meaning: existence is decided from
+// libvirt through virsh (any URI: qemu:///system, xen:///system), over a pool
+// of long-lived virsh sessions (virsh-session.ts). virsh's error texts and exit
+// codes are not parsed for meaning: existence is decided from
 // `list --all --name`, state from `domstate --reason`.
-import { checkDomainName, firstLine, run, ToolstackError, type CallOptions, type DomainState, type Observed, type Toolstack } from './toolstack.js';
+import { checkDomainName, firstLine, ToolstackError, type CallOptions, type DomainState, type Observed, type RunResult, type Toolstack } from './toolstack.js';
+import { VirshSessions } from './virsh-session.js';
 
 /** `domstate` words → observed state. Paused, suspended, crashed, in shutdown: not off. */
 export function virshObserved(raw: string): Observed {
@@ -25,7 +27,9 @@ export function virshObserved(raw: string): Observed {
 /** `virsh list --all` table → states (names cannot contain spaces here; others are skipped). */
 export function parseVirshList(out: string): DomainState[] {
   const rows: DomainState[] = [];
-  for (const line of out.split('\n').slice(2)) {
+  for (const line of out.split('\n')) {
+    // The header and its rule, when printed (a session runs --quiet: none).
+    if (/^\s*Id\s+Name\s+State\s*$/.test(line) || /^\s*-+\s*$/.test(line)) continue;
     const m = /^\s*(\S+)\s+(\S+)\s+(\S.*?)\s*$/.exec(line);
     if (!m) continue;
     const [, , name, raw] = m as unknown as [string, string, string, string];
@@ -36,6 +40,7 @@ export function parseVirshList(out: string): DomainState[] {
 
 export class VirshToolstack implements Toolstack {
   readonly describe: string;
+  private readonly sessions: VirshSessions;
 
   constructor(
     private readonly uri: string,
@@ -43,29 +48,31 @@ export class VirshToolstack implements Toolstack {
     private readonly command = 'virsh',
   ) {
     this.describe = `virsh ${uri}`;
+    this.sessions = new VirshSessions(command, uri);
   }
 
-  private argv(...args: string[]): string[] {
-    return [this.command, '--quiet', '-c', this.uri, ...args];
+  /** One virsh command; `argv` (for messages) is what it would be as its own process. */
+  private call(words: string[], o?: CallOptions): { argv: string[]; result: Promise<RunResult> } {
+    return { argv: [this.command, '--quiet', '-c', this.uri, ...words], result: this.sessions.run(words, this.timeoutMs, o) };
   }
 
   async list(o?: CallOptions): Promise<DomainState[]> {
-    const argv = [this.command, '-c', this.uri, 'list', '--all'];
-    const r = await run(argv, this.timeoutMs, o);
+    const { argv, result } = this.call(['list', '--all'], o);
+    const r = await result;
     if (r.exitCode !== 0) throw new ToolstackError(argv, `exit ${r.exitCode}: ${firstLine(r.stderr)}`);
     return parseVirshList(r.stdout);
   }
 
   /** Whether the host has the domain, from the name list alone. */
   private async exists(name: string, o?: CallOptions): Promise<boolean | undefined> {
-    const r = await run(this.argv('list', '--all', '--name'), this.timeoutMs, o);
+    const r = await this.call(['list', '--all', '--name'], o).result;
     if (r.exitCode !== 0) return undefined;
     return r.stdout.split('\n').some((l) => l.trim() === name);
   }
 
   async state(name: string, o?: CallOptions): Promise<DomainState> {
     checkDomainName(name);
-    const r = await run(this.argv('domstate', '--reason', name), this.timeoutMs, o);
+    const r = await this.call(['domstate', '--reason', '--domain', name], o).result;
     const raw = r.stdout.trim();
     if (r.exitCode === 0 && raw) return { name, observed: virshObserved(raw), raw };
     // domstate failed: not found, or something else? Ask the list, not the error text.
@@ -82,9 +89,13 @@ export class VirshToolstack implements Toolstack {
     await this.act('start', name, o);
   }
 
+  close(): void {
+    this.sessions.close();
+  }
+
   private async act(verb: 'destroy' | 'start', name: string, o?: CallOptions): Promise<void> {
-    const argv = this.argv(verb, checkDomainName(name));
-    const r = await run(argv, this.timeoutMs, o);
+    const { argv, result } = this.call([verb, '--domain', checkDomainName(name)], o);
+    const r = await result;
     if (r.exitCode !== 0) throw new ToolstackError(argv, `exit ${r.exitCode}: ${firstLine(r.stderr)}`);
   }
 }

@@ -17,9 +17,22 @@ const setup = (mode: string, { initial = 'running (booted)', callMs = GENEROUS_M
   const fake = makeDouble('fake-virsh');
   fake.setFile('mode', mode);
   fake.setDomain('vm1', initial);
-  const fencer = new Fencer(new VirshToolstack('test:///fake', callMs, fake.command), { verifyMs, pollMs: 50 });
-  return { fake, fencer };
+  const toolstack = new VirshToolstack('test:///fake', callMs, fake.command);
+  const fencer = new Fencer(toolstack, { verifyMs, pollMs: 50 });
+  return { fake, fencer, toolstack };
 };
+
+/**
+ * The virsh session a hung call ran in was killed (it is the first process the
+ * double saw); the sessions still idle end when the toolstack closes.
+ */
+async function noToolstackLeft(fake: ReturnType<typeof makeDouble>, toolstack: VirshToolstack): Promise<number[]> {
+  const pids = fake.readFile('pids').trim().split('\n').map(Number);
+  await until('the hung session is dead', () => !alive(pids[0] ?? 0), 10_000);
+  toolstack.close();
+  await until('every session has ended', () => pids.every((p) => !alive(p)), 30_000);
+  return pids;
+}
 
 const alive = (pid: number): boolean => {
   try {
@@ -40,15 +53,13 @@ test('control: the double behaves like virsh when nothing is injected', async (t
 test('hang: destroy that never returns times out, the child is killed, the result is failure', async (t) => {
   // The per-call bound firing is the point here: 500 ms. Reads may hit it too on
   // a loaded machine, so the assertion is the property: never off.
-  const { fake, fencer } = setup('hang', { callMs: 500 });
+  const { fake, fencer, toolstack } = setup('hang', { callMs: 500 });
   const r = await fencer.do('off', 'vm1');
   t.false(r.ok);
   t.not(r.state, 'off');
   t.regex(r.steps.join(' | '), /destroy: .*timed out after 500 ms \(killed\)/);
   t.regex(r.message, /not confirmed off/);
-  const pids = fake.readFile('pids').trim().split('\n').map(Number);
-  t.true(pids.length >= 2);
-  t.deepEqual(pids.filter(alive), [], 'no toolstack child left running');
+  t.true((await noToolstackLeft(fake, toolstack)).length >= 2, 'the reads after the kill ran in a new session');
 });
 
 test('lie: destroy exits 0 but the domain keeps running → failure, never off', async (t) => {
@@ -120,7 +131,7 @@ test('names off the pattern or bare numbers never reach the toolstack argv', asy
 });
 
 test('a request that gives up during a hanging destroy: the child is killed at once, nothing more runs, not off', async (t) => {
-  const { fake, fencer } = setup('hang');
+  const { fake, fencer, toolstack } = setup('hang');
   const ac = new AbortController();
   const pending = fencer.do('reset', 'vm1', { signal: ac.signal });
   // Wait for the event (the destroy has started), not for a time.
@@ -132,8 +143,7 @@ test('a request that gives up during a hanging destroy: the child is killed at o
   t.regex(r.message, /deadline/);
   t.regex(r.steps.join(' | '), /destroy: .*killed: request deadline/);
   t.false(fake.readFile('calls').includes('start'), 'no start after the request gave up');
-  const pids = fake.readFile('pids').trim().split('\n').map(Number);
-  t.deepEqual(pids.filter(alive), [], 'no toolstack child left running');
+  await noToolstackLeft(fake, toolstack);
 });
 
 test('a power action queued behind another and given up meanwhile never reaches the toolstack', async (t) => {
