@@ -1,0 +1,89 @@
+// The virsh session pool (broker/toolstack/virsh-session.ts) through the virsh
+// TEST DOUBLE (test/doubles/fake-virsh), for what real libvirt cannot be made
+// to do on cue: reconnect notices, a session killed between calls, more calls
+// at once than sessions, a failing command followed by a good one. Real
+// libvirt runs through the same pool in test/libvirt.test.ts.
+import test from 'ava';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { VirshToolstack } from '../../../broker/toolstack/virsh.js';
+import { makeDouble } from '../../doubles.js';
+import { cleanup, until } from '../../helpers.js';
+
+const CALL_MS = 30_000;
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+function setup(mode = 'normal', domains = ['vm1']) {
+  const fake = makeDouble('fake-virsh');
+  fake.setFile('mode', mode);
+  for (const d of domains) fake.setDomain(d, 'running (booted)');
+  const toolstack = new VirshToolstack('test:///fake', CALL_MS, fake.command);
+  const pids = () => fake.readFile('pids').trim().split('\n').filter(Boolean).map(Number);
+  return { fake, toolstack, pids };
+}
+
+test('libvirt reconnect notices on stderr are not a failure: reads and a destroy succeed', async (t) => {
+  const { fake, toolstack } = setup('reconnect');
+  try {
+    t.like(await toolstack.state('vm1'), { observed: 'running', raw: 'running (booted)' });
+    await toolstack.destroy('vm1');
+    t.like(await toolstack.state('vm1'), { observed: 'stopped' });
+    t.is(fake.readFile('pids').trim().split('\n').length, 1, 'all of it through one session');
+  } finally {
+    toolstack.close();
+  }
+});
+
+test('a session killed between calls is replaced; the next call succeeds in a new one', async (t) => {
+  const { toolstack, pids } = setup();
+  try {
+    t.like(await toolstack.state('vm1'), { observed: 'running' });
+    const [first] = pids();
+    process.kill(first!, 'SIGKILL');
+    await until('the session is dead', () => !alive(first!));
+    t.like(await toolstack.state('vm1'), { observed: 'running' });
+    t.is(pids().length, 2);
+  } finally {
+    toolstack.close();
+  }
+});
+
+test('a failing command does not leak into the next: a missing domain, then a running one', async (t) => {
+  const { toolstack } = setup();
+  try {
+    t.like(await toolstack.state('ghost'), { observed: 'missing' });
+    await t.throwsAsync(toolstack.destroy('ghost'), { message: /destroy --domain ghost: exit 1: error: failed to get domain 'ghost'/ });
+    t.like(await toolstack.state('vm1'), { observed: 'running', raw: 'running (booted)' });
+    await toolstack.destroy('vm1');
+  } finally {
+    toolstack.close();
+  }
+});
+
+test('more calls at once than sessions: eight sessions, the rest run as their own virsh, all answer', async (t) => {
+  const names = Array.from({ length: 10 }, (_, i) => `vm${i}`);
+  const { fake, toolstack, pids } = setup('normal', names);
+  const hold = join(fake.dir, 'hold');
+  try {
+    writeFileSync(hold, '');
+    const reads = names.map((n) => toolstack.state(n));
+    await until('ten reads are in flight', () => fake.readFile('calls').trim().split('\n').length === 10);
+    t.is(pids().length, 10, '8 sessions and 2 processes of their own');
+    rmSync(hold);
+    for (const s of await Promise.all(reads)) t.is(s.observed, 'running', s.name);
+    // The two extra processes exited with their command; the sessions stay for the next calls.
+    await until('the extra processes exited', () => pids().filter(alive).length === 8);
+  } finally {
+    await cleanup(
+      () => rmSync(hold, { force: true }),
+      () => toolstack.close(),
+    );
+  }
+});
