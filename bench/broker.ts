@@ -1,0 +1,105 @@
+// fence-broker as the benchmarks run it: the real daemon (dist/broker/main.js,
+// started by test/broker-daemon.ts on port 0 with generated keys) and the real
+// guest plugin, one new process per operation as Pacemaker runs it.
+import { readFileSync } from 'node:fs';
+import { projectPath } from '../common/paths.js';
+import { startDaemon, type Daemon } from '../test/broker-daemon.js';
+import { URI } from '../test/libvirt-host.js';
+import { runTimed, stdinOptions, type Timed } from './proc.js';
+
+export const PLUGIN = projectPath('plugin', 'dist', 'fence_broker');
+const VIRSH_TOOLSTACK = `{ type: virsh, uri: "${URI}" }`;
+
+export interface BenchBroker {
+  daemon: Daemon;
+  /** The key file of the node allowed to fence `domain`. */
+  keyFor(domain: string): string;
+}
+
+/**
+ * One tenant cluster per real domain (bench0 … benchN): the cluster owns its
+ * domain and the domain of its one member node, a name only in the config, so
+ * every fence is of a peer and no fence race ever stops the next round.
+ */
+export async function startBenchBroker(domains: string[]): Promise<BenchBroker> {
+  const clusters: Record<string, { domains: string[]; nodes: Record<string, string> }> = {};
+  const nodeOf = new Map<string, string>();
+  domains.forEach((d, i) => {
+    clusters[`bench${i}`] = { domains: [d, `bench${i}-self`], nodes: { [`bench${i}-n1`]: `bench${i}-self` } };
+    nodeOf.set(d, `bench${i}-n1`);
+  });
+  const daemon = await startDaemon({ clusters, toolstack: VIRSH_TOOLSTACK });
+  return {
+    daemon,
+    keyFor: (d) => {
+      const node = nodeOf.get(d);
+      if (!node) throw new Error(`no bench cluster owns ${d}`);
+      return daemon.key(node);
+    },
+  };
+}
+
+/** The plugin's fence-agents face, options on stdin, as stonith-ng runs it. */
+export function runPlugin(b: BenchBroker, action: string, domain: string, timeoutMs: number): Promise<Timed> {
+  const input = stdinOptions({
+    action,
+    plug: domain,
+    ip: `127.0.0.1:${b.daemon.port}`,
+    identity_file: b.keyFor(domain),
+    host_key_fingerprint: b.daemon.fingerprint,
+    login_timeout: 30, // a busy 2-core machine: never fail a login that is merely slow
+  });
+  return runTimed(PLUGIN, [], { input, timeoutMs });
+}
+
+/** The broker's own time for the last request on `domain` (audit `duration_ms`), when its audit line is there. */
+export function brokerMs(b: BenchBroker, action: string, domain: string): number | undefined {
+  const verb = action === 'reboot' ? 'reset' : action;
+  const line = b.daemon
+    .audit()
+    .reverse()
+    .find((l) => l.target === domain);
+  return line && line.action === verb && typeof line.duration_ms === 'number' ? line.duration_ms : undefined;
+}
+
+export interface FrontDoorTenancy {
+  daemon: Daemon;
+  /** Per client: its key, and the domain whose status it reads. */
+  clients: { name: string; key: Buffer; target: string }[];
+  /** Time from starting the daemon to its ready line, ms (config, keys and policy loaded). */
+  startMs: number;
+}
+
+/**
+ * `domains` domains in clusters of five, two member nodes (two keys) each:
+ * `keys / 2` clusters. With `realDomains` (virsh), the first clusters own the
+ * real domains and the clients read their status; the other names exist only
+ * in the config. On the sim every domain exists, running.
+ */
+export async function startFrontDoorBroker(o: { domains: number; keys: number; toolstack: 'sim' | 'virsh'; realDomains: string[]; clients: number }): Promise<FrontDoorTenancy> {
+  const clusterCount = Math.floor(o.keys / 2);
+  const perCluster = Math.ceil(o.domains / clusterCount);
+  const clusters: Record<string, { domains: string[]; nodes: Record<string, string> }> = {};
+  const simDomains: Record<string, string> = {};
+  for (let c = 0; c < clusterCount; c++) {
+    const domains = Array.from({ length: perCluster }, (_, j) => `fd${c}-vm${j}`);
+    if (o.toolstack === 'virsh' && c < o.realDomains.length) domains[0] = o.realDomains[c] as string;
+    clusters[`fd${c}`] = { domains, nodes: { [`fd${c}-n0`]: domains[1] as string, [`fd${c}-n1`]: domains[2] as string } };
+    for (const d of domains) simDomains[d] = 'running';
+  }
+  const t0 = performance.now();
+  const daemon = await startDaemon({
+    clusters,
+    toolstack: o.toolstack === 'virsh' ? VIRSH_TOOLSTACK : undefined,
+    ...(o.toolstack === 'sim' ? { simDomains } : {}),
+  });
+  const startMs = performance.now() - t0;
+  // Clients spread over clusters (over the real domains' clusters on virsh) and over both nodes of each.
+  const spreadOver = o.toolstack === 'virsh' ? o.realDomains.length : clusterCount;
+  const clients = Array.from({ length: o.clients }, (_, i) => {
+    const c = o.toolstack === 'virsh' ? i % spreadOver : Math.floor((i * spreadOver) / o.clients);
+    const node = `fd${c}-n${Math.floor(i / spreadOver) % 2}`;
+    return { name: node, key: readFileSync(daemon.key(node)), target: clusters[`fd${c}`]?.domains[0] as string };
+  });
+  return { daemon, clients, startMs };
+}

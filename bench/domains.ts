@@ -1,0 +1,68 @@
+// The bench's QEMU domains (test/libvirt-host.ts: small TCG domains named
+// fbt-PID-…, so a test run sweeps them if this process dies without cleaning
+// up), and putting them back in the state a round starts from, outside the
+// timed part.
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDomain, domstate, removeDomain, virsh } from '../test/libvirt-host.js';
+
+const libvirtUp = async () => (await virsh('version')).exitCode === 0;
+
+/** Waits (bounded) for libvirtd to answer: others may restart it while this runs. */
+async function libvirtBack(timeoutMs = 30_000): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (performance.now() < end) {
+    if (await libvirtUp()) return true;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return false;
+}
+
+/** Defines and starts `count` domains; `track` learns each name before it is defined, for cleanup. */
+export async function createBenchDomains(count: number, track: (name: string) => void): Promise<string[]> {
+  const names: string[] = [];
+  // One at a time: QEMU start-up on a busy 2-core machine is slow enough without contention.
+  for (let i = 0; i < count; i++) {
+    // A libvirtd restarted under us (end of file) is waited for and the domain tried again, twice at most.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        names.push(await createDomain(`bench${i}`, true, track));
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !(await libvirtBack())) throw err;
+      }
+    }
+  }
+  return names;
+}
+
+export { domstate };
+
+/** Undefines the domains and removes the XML files createDomain left in fb-dom-* temp dirs. */
+export async function removeBenchDomains(names: string[]): Promise<void> {
+  // Checked gone, and tried again while libvirtd comes back from a restart (bounded).
+  for (let attempt = 1; names.length; attempt++) {
+    await Promise.all(names.map(removeDomain));
+    const defined = new Set((await virsh('list', '--all', '--name')).stdout.split('\n').map((l) => l.trim()));
+    const left = (await libvirtUp()) ? names.filter((n) => defined.has(n)) : names;
+    if (!left.length) break;
+    if (attempt >= 3 || !(await libvirtBack())) throw new Error(`could not remove ${left.join(', ')}`);
+  }
+  for (const dir of readdirSync(tmpdir()).filter((d) => d.startsWith('fb-dom-'))) {
+    if (names.some((n) => existsSync(join(tmpdir(), dir, `${n}.xml`)))) rmSync(join(tmpdir(), dir), { recursive: true, force: true });
+  }
+}
+
+/** Starts `name` if it is not running, and checks that it then is (once more after a libvirtd restart). */
+export async function ensureRunning(name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    if ((await domstate(name)) === 'running') return;
+    const r = await virsh('start', name);
+    const now = await domstate(name);
+    if (now === 'running') return;
+    if (attempt >= 2 || (await libvirtUp()) || !(await libvirtBack())) {
+      throw new Error(`cannot bring ${name} back to running for the next round (virsh start: exit ${r.exitCode} ${String(r.stderr).trim()}; state now ${now})`);
+    }
+  }
+}

@@ -1,0 +1,311 @@
+// BENCHMARKS.md from one run: the machine and versions, the targets of
+// DESIGN.md §9 / issue 12 with met or not, then each section's table (median
+// with min–max, ratio to the peer measured in the same run), the policy
+// figures, and the fleet-coordination section carried over from the
+// checked-in file (it has its own bench, `npm run bench:coordination`).
+import { existsSync, readFileSync } from 'node:fs';
+import { projectPath } from '../common/paths.js';
+import type { E2EResult, Sample } from './e2e.js';
+import type { FrontDoorResult } from './frontdoor.js';
+import type { Machine } from './machine.js';
+import type { PolicyResult } from './policy-run.js';
+import { int, max, median, min, ms, ratio } from './stats.js';
+import type { StormSample } from './storm.js';
+import { rawLabel, type Op } from './systems.js';
+
+export interface Settings {
+  quick: boolean;
+  rounds: number;
+  stormRounds: number;
+  stormSize: number;
+  fdDomains: number;
+  fdKeys: number;
+  fdClients: number;
+  fdSlices: number;
+  fdSliceS: number;
+  policyIter: number;
+  policyServerIter: number;
+}
+
+export interface FrontDoorRow {
+  label: string;
+  /** Only for fence-broker: daemon start (keys generated, config written, loaded) to its ready line, ms. */
+  startMs?: number;
+  rssReadyKiB: number;
+  r: FrontDoorResult;
+}
+
+export interface Report {
+  settings: Settings;
+  date: string;
+  durationS: number;
+  machine: Machine;
+  /** Load average (1 / 5 / 15 min) when each part started, and at the end. */
+  loads: [string, string][];
+  /** The bench broker's RSS at ready (8 clusters), KiB: the baseline for the front door's. */
+  smallBrokerRssKiB: number;
+  e2e: E2EResult;
+  storm: Map<string, StormSample>;
+  frontDoor: FrontDoorRow[];
+  policy: PolicyResult;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+const MB = (kib: number) => (kib * 1024) / 1e6;
+const met = (ok: boolean | undefined) => (ok === undefined ? 'not measured' : ok ? '**met**' : '**not met**');
+const med = (s: Sample | StormSample | undefined) => (s ? median(s.ms) : NaN);
+const runs = (s: { ms: number[]; errors: string[] }) => `${s.ms.length}${s.errors.length ? ` (+${s.errors.length} failed)` : ''}`;
+
+/** The "## Fleet coordination" section of the checked-in BENCHMARKS.md, as it is. */
+function coordinationSection(): string {
+  const file = projectPath('BENCHMARKS.md');
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const m = /^## Fleet coordination[\s\S]*?(?=^## |(?![\s\S]))/m.exec(text);
+  return (m?.[0] ?? '## Fleet coordination (`npm run bench:coordination`)\n\nNot measured by `npm run bench`; run `npm run bench:coordination`.\n').trimEnd();
+}
+
+function targets(r: Report): string[][] {
+  const e = r.e2e;
+  const off = [med(e.off.get('fence_broker')), med(e.off.get('fence_virt'))] as const;
+  const st = [med(e.status.get('fence_broker')), med(e.status.get('node -e 0'))] as const;
+  const storm = [med(r.storm.get('fence_broker')), med(r.storm.get('virsh (raw)'))] as const;
+  const known = (...xs: number[]) => (xs.every(Number.isFinite) ? true : undefined);
+  const rows: string[][] = [
+    ['`off` end to end ≤ 1.0× fence_virt', `${ms(off[0])} vs ${ms(off[1])} ms = ${ratio(off[0], off[1])}`, met(known(...off) && off[0] / off[1] <= 1.0)],
+    ['`status` end to end ≤ `node -e 0` + 80 ms', `${ms(st[0])} vs ${ms(st[1])} ms = node + ${ms(st[0] - st[1])} ms`, met(known(...st) && st[0] - st[1] <= 80)],
+    [`storm of ${r.settings.stormSize} ≤ 1.2× ${r.settings.stormSize} parallel raw \`virsh destroy\``, `${ms(storm[0])} vs ${ms(storm[1])} ms = ${ratio(storm[0], storm[1])}`, met(known(...storm) && storm[0] / storm[1] <= 1.2)],
+  ];
+  const scale = r.settings.quick ? ' (quick run: not at the target scale)' : '';
+  for (const f of r.frontDoor.filter((x) => x.label.startsWith('fence-broker'))) {
+    const where = `${f.label}, ${r.settings.fdClients} clients, ${int(r.settings.fdDomains)} domains${scale}`;
+    rows.push(
+      [`front door ≥ 300 status/s — ${where}`, `${int(f.r.rps)}/s`, met(f.r.rps >= 300)],
+      [`front door p99 ≤ 250 ms — ${where}`, `${ms(f.r.p99)} ms`, met(f.r.p99 <= 250)],
+      [`front door zero errors — ${where}`, `${f.r.errors} of ${int(f.r.ok + f.r.errors)}`, met(f.r.errors === 0)],
+      [`broker RSS ≤ 150 MB — ${where}, ${int(r.settings.fdKeys)} keys`, `${MB(f.r.rssPeakKiB).toFixed(0)} MB peak`, met(MB(f.r.rssPeakKiB) <= 150)],
+    );
+  }
+  const p = r.policy.rows;
+  const p50 = Math.max(...p.map((x) => x.p50us));
+  const p99 = Math.max(...p.map((x) => x.p99us));
+  const flat = (p.at(-1)?.p50us ?? NaN) / (p[0]?.p50us ?? NaN);
+  const vsServer = Math.min(...p.map((x) => x.serverP50us / x.p50us));
+  rows.push(
+    ['policy decision p50 ≤ 20 µs', `≤ ${p50.toFixed(1)} µs`, met(p50 <= 20)],
+    ['policy decision p99 ≤ 100 µs', `≤ ${p99.toFixed(1)} µs`, met(p99 <= 100)],
+    [`policy flat within 1.5× from ${int(p[0]?.domains ?? NaN)} to ${int(p.at(-1)?.domains ?? NaN)} domains`, `${flat.toFixed(2)}×`, met(flat <= 1.5)],
+    ['policy ≥ 20× faster than `opa run --server`', `≥ ${vsServer.toFixed(0)}×`, met(vsServer >= 20)],
+  );
+  return rows;
+}
+
+const table = (head: string[], rows: string[][], align?: string[]): string =>
+  [`| ${head.join(' | ')} |`, `|${(align ?? head.map((_, i) => (i === 0 ? '---' : '---:'))).join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+
+function e2eTable(r: Report, op: Op): string {
+  const e = r.e2e[op];
+  const peer = med(e.get('fence_virt'));
+  const floor = med(e.get('node -e 0'));
+  const rows = [...e.entries()].map(([name, s]) => {
+    const label = name === 'virsh (raw)' ? `raw \`${rawLabel[op]}\`` : `\`${name}\``;
+    return [label, ms(median(s.ms)), ms(min(s.ms)), ms(max(s.ms)), ratio(median(s.ms), peer), ...(op === 'status' ? [ratio(median(s.ms), floor)] : []), runs(s)];
+  });
+  const head = ['system', 'median ms', 'min', 'max', '÷ fence_virt', ...(op === 'status' ? ['÷ node -e 0'] : []), 'runs'];
+  return table(head, rows);
+}
+
+function brokerSide(r: Report): string {
+  const lines = (['off', 'reboot', 'status'] as Op[]).map((op) => {
+    const s = r.e2e[op].get('fence_broker');
+    if (!s || !s.brokerMs.length) return `- \`${op}\`: no audit times read.`;
+    const total = median(s.ms);
+    const inBroker = median(s.brokerMs);
+    return `- \`${op}\`: ${ms(total)} ms end to end, of which ${ms(inBroker)} ms (${ms(min(s.brokerMs))}–${ms(max(s.brokerMs))}) inside the broker (audit \`duration_ms\`: decision, toolstack calls, verification); the other ${ms(total - inBroker)} ms are the plugin's process start, SSH connection and login, and exit.`;
+  });
+  const floor = median(r.e2e.status.get('node -e 0')?.ms ?? []);
+  const load = median(r.e2e.status.get('fence_broker --version')?.ms ?? []);
+  lines.push(`- Floors in the same rounds: \`node -e 0\` ${ms(floor)} ms; the plugin loading its bundle and exiting (\`fence_broker --version\`) ${ms(load)} ms, so loading the plugin costs about ${ms(load - floor)} ms over a bare Node start.`);
+  return lines.join('\n');
+}
+
+function stormTable(r: Report): string {
+  const peer = med(r.storm.get('virsh (raw)'));
+  const rows = [...r.storm.entries()].map(([name, s]) => [
+    name === 'virsh (raw)' ? `${r.settings.stormSize} × raw \`virsh destroy\`` : `${r.settings.stormSize} × \`${name}\``,
+    ms(median(s.ms)),
+    ms(min(s.ms)),
+    ms(max(s.ms)),
+    ratio(median(s.ms), peer),
+    ms(median(s.slowestMs)),
+    runs(s),
+  ]);
+  const fb = r.storm.get('fence_broker');
+  const inBroker = fb?.brokerMaxMs.length
+    ? `\n\nInside the broker (audit \`duration_ms\`), the longest of the ${r.settings.stormSize} fences of a storm took ${ms(median(fb.brokerMaxMs))} ms (median; ${ms(min(fb.brokerMaxMs))}–${ms(max(fb.brokerMaxMs))}) of fence_broker's ${ms(median(fb.ms))} ms wall time; the rest is ${r.settings.stormSize} plugin processes starting and logging in at once on ${r.machine.cores} cores.`
+    : '';
+  return table(['system', 'wall median ms', 'min', 'max', '÷ raw destroy', 'slowest process (median) ms', 'storms'], rows) + inBroker;
+}
+
+function frontDoorTable(r: Report): string {
+  const peer = r.frontDoor.find((f) => f.label.startsWith('OpenSSH'));
+  const rows = r.frontDoor.map((f) => [
+    f.label,
+    int(f.r.rps),
+    peer ? ratio(f.r.rps, peer.r.rps) : '—',
+    ms(f.r.p50),
+    ms(f.r.p99),
+    ms(f.r.maxMs),
+    `${f.r.errors} of ${int(f.r.ok + f.r.errors)}`,
+    `${MB(f.rssReadyKiB).toFixed(0)} → ${MB(f.r.rssPeakKiB).toFixed(0)}`,
+    f.r.serverCpuS.toFixed(1),
+    f.r.clientCpuS.toFixed(1),
+    f.startMs === undefined ? '—' : ms(f.startMs),
+  ]);
+  const fb = r.frontDoor.filter((f) => f.label.startsWith('fence-broker'));
+  const cpuNote = fb
+    .map((f) => {
+      const perReq = (f.r.serverCpuS * 1000) / Math.max(1, f.r.ok + f.r.errors);
+      const busy = (f.r.serverCpuS + f.r.clientCpuS) / (f.r.elapsedS * r.machine.cores);
+      return `${f.label}: ${perReq.toFixed(1)} ms of server CPU per request (so about ${int(1000 / perReq)} requests/s per core it had to itself); server and clients together used ${(busy * 100).toFixed(0)} % of the ${r.machine.cores} cores`;
+    })
+    .join('; ');
+  return (
+    table(['server', 'requests/s', '÷ sshd', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'RSS MB ready → peak', 'server CPU s', 'client CPU s', 'start ms'], rows) +
+    `\n\nCPU: ${cpuNote}. The broker with the ${r.settings.stormSize}-cluster configuration of the sections above had ${MB(r.smallBrokerRssKiB).toFixed(0)} MB RSS at ready.`
+  );
+}
+
+function errorNotes(r: Report): string[] {
+  const notes: string[] = [];
+  for (const op of ['off', 'reboot', 'status'] as Op[]) for (const [name, s] of r.e2e[op]) for (const e of s.errors.slice(0, 3)) notes.push(`- end to end, ${op}, ${name}: ${e}`);
+  for (const [name, s] of r.storm) for (const e of s.errors.slice(0, 3)) notes.push(`- storm, ${name}: ${e.slice(0, 400)}`);
+  for (const f of r.frontDoor) for (const e of f.r.errorSamples) notes.push(`- front door, ${f.label}: ${e}`);
+  return notes;
+}
+
+export function renderReport(r: Report): string {
+  const s = r.settings;
+  const m = r.machine;
+  const errs = errorNotes(r);
+  return `# Benchmarks
+
+Everything below (but the fleet-coordination section, which has its own bench)
+comes from one run of \`npm run bench${s.quick ? ' -- --quick' : ''}\` on the project's shared 2-core machines, which
+other jobs load at the same time: absolute times move from run to run, so
+every figure is given with its range and as a ratio to a peer measured in the
+same run, interleaved (in each round every system runs once, in an order
+rotated from round to round).${s.quick ? '\n\n**This is a quick run** (`--quick`): few rounds and a small, short front-door load; the figures only show that the benchmark works.' : ''}
+
+## How it runs
+
+\`npm run bench\` (setup, then \`node dist/bench/run.js\`; \`-- --quick\` for a
+short run, \`-- --out FILE\` to write elsewhere) needs root and starts, each with
+its own files in a temp dir, and stops again: ${s.stormSize} small QEMU domains
+(TCG, 32 MiB, booting into firmware) on \`qemu:///system\`; \`fence_virtd\` in the
+foreground with a TCP listener on 127.0.0.1 and the libvirt backend, for
+\`fence_virt\`; OpenSSH's \`sshd\` on a loopback port with its own host key and
+one authorized root key, for \`fence_virsh\` (fence-agents, which logs into the
+host over SSH and runs \`virsh\` there); and the fence-broker daemon
+(\`dist/broker/main.js\`, virsh toolstack) with one tenant cluster and key per
+domain. fence-broker is driven through its real guest plugin
+(\`plugin/dist/fence_broker\`), a new process per operation with its options on
+stdin, as Pacemaker's fencer runs it; \`fence_virt\` and \`fence_virsh\` are run
+the same way. Every time includes process start. The run has a global
+deadline, each operation its own bound, and the domains and daemons are
+removed on success, failure or Ctrl-C.
+
+## This run
+
+${r.date}, ${s.quick ? 'quick' : 'full'} run, ${Math.round(r.durationS)} s in all.
+
+- Machine: ${m.cpu}, ${m.cores} cores, ${m.memGiB.toFixed(1)} GiB, Linux ${m.kernel}; load average (1 / 5 / 15 min) ${m.loadStart} at the start.
+- Load average when each part started: ${r.loads.map(([k, v]) => `${k} ${v}`).join('; ')}.
+- Rounds: ${plural(s.rounds, 'round')} end to end, ${plural(s.stormRounds, 'storm')} per system; front door ${s.fdSlices} × ${s.fdSliceS} s per server.
+
+${table(['component', 'version'], m.versions.map(([k, v]) => [k, v]), ['---', '---'])}
+
+## Targets (DESIGN.md §9, issue 12)
+
+${table(['target', 'this run', 'met?'], targets(r), ['---', '---:', '---'])}
+
+## End to end: one real QEMU domain
+
+\`off\`, \`reboot\` and \`status\` of one running domain, ${plural(s.rounds, 'round')}. The
+domain is started again (when needed) before each timed run, outside the
+timing, and every result is checked afterwards with the bench's own \`virsh
+domstate\` (a run that exits 0 but leaves the domain in the wrong state counts
+as failed). Reboot: fence_broker's \`reset\` (verified off, then start);
+fence_virt's is fence_virtd's libvirt backend; fence_virsh's is off, wait for
+off, on, wait for on; the raw peer is \`virsh destroy\` then \`virsh start\`.
+Ratios are of medians.
+
+### off
+
+${e2eTable(r, 'off')}
+
+### reboot
+
+${e2eTable(r, 'reboot')}
+
+### status
+
+${e2eTable(r, 'status')}
+
+Where fence_broker's time goes (medians):
+
+${brokerSide(r)}
+
+## Fence storm
+
+${s.stormSize} running domains, each owned by its own tenant cluster, fenced at
+once: ${s.stormSize} processes started together (for fence_broker, ${s.stormSize}
+plugin processes with ${s.stormSize} different tenant keys), timed from the
+first spawn to the last exit; all ${s.stormSize} domains checked shut off
+afterwards. ${plural(s.stormRounds, 'storm')} per system, interleaved. The peer is
+${s.stormSize} raw \`virsh destroy\` in parallel (no agent, no verification).
+
+${stormTable(r)}
+
+## SSH front door
+
+${s.fdClients} concurrent clients, each opening **one new SSH connection per
+request** (ed25519 key, pinned host key, one exec, the reply, close), for
+${s.fdSlices} × ${s.fdSliceS} s per server, servers interleaved slice by slice.
+The clients are ssh2's \`Client\` in the bench process itself (a plugin process per request would
+measure process start instead), each from its own loopback address
+(127.0.1.x), as each guest has its own. fence-broker loads
+${int(s.fdDomains)} domains and ${int(s.fdKeys)} keys (${int(s.fdKeys / 2)} clusters
+of ${Math.ceil(s.fdDomains / (s.fdKeys / 2))} domains, two keyed nodes each) and answers \`status DOMAIN\`
+of a domain of the client's cluster: on the **sim** toolstack every domain
+exists; on **virsh** the clients read the ${s.stormSize} real domains and the
+other names exist only in the config. The peer is OpenSSH's \`sshd\` (the same
+loopback sshd, \`MaxStartups\` raised) running \`true\` for each connection: the
+cost of a new SSH connection and command on this machine. RSS is the server's
+VmRSS (/proc) at ready and its peak while the load ran (sampled every 100 ms);
+CPU is the server's (children included) and the clients' during the load; the
+clients share the 2 cores with the server. "start" is from generating the keys
+and config to the daemon's ready line.
+
+${frontDoorTable(r)}
+
+## Policy decision
+
+In-process decision (\`policy.wasm\` through opa-wasm, \`PolicyEngine.decide\`,
+including JSON in/out and the result-shape check), ${int(s.policyIter)} decisions per size
+after a warm-up, a fixed mix of allowed fences and three kinds of denial.
+Peer: the same Rego and the same data behind \`opa run --server\` on loopback
+(HTTP keep-alive, sequential requests), ${int(s.policyServerIter)} requests per size. Tenancies have
+five domains and two member nodes per cluster. Run as \`npm run bench:policy\`
+does (\`bench/policy.bench.ts\`), in a child process, after the other parts
+(domains and daemons stopped).
+
+${r.policy.header}
+
+${r.policy.table.join('\n')}
+
+${r.policy.notes.map((n) => `- ${n}`).join('\n')}
+- The 10-domain setData time includes wasm compilation of the first instance.
+
+${coordinationSection()}
+${errs.length ? `\n## Failed runs\n\nFailed runs are left out of the medians and counted in the tables.\n\n${errs.join('\n')}\n` : ''}`;
+}

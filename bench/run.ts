@@ -1,0 +1,154 @@
+// npm run bench — fence-broker beside fence_virt (fence_virtd), fence_virsh
+// and raw virsh on real QEMU domains, the SSH front door under load, and the
+// policy decision figures; writes BENCHMARKS.md (or --out FILE). Needs root
+// (libvirt qemu:///system, sshd, fence_virtd), starts and stops all it uses,
+// bounded by a global deadline. `--quick`: a short run that only shows the
+// benchmark works (the test suite runs it).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { projectPath } from '../common/paths.js';
+import { sweepStale } from '../test/libvirt-host.js';
+import { startBenchBroker, startFrontDoorBroker } from './broker.js';
+import { createBenchDomains, ensureRunning, removeBenchDomains } from './domains.js';
+import { endToEnd } from './e2e.js';
+import { brokerStatusOk, hammer, rssKiB, summarize, type FrontDoorRun, type FrontDoorTarget } from './frontdoor.js';
+import { Lifecycle } from './lifecycle.js';
+import { loadNow, machine } from './machine.js';
+import { benchMissing, startFenceVirtd, startSshd } from './peers.js';
+import { policyBench } from './policy-run.js';
+import { renderReport, type FrontDoorRow, type Settings } from './report.js';
+import { ms } from './stats.js';
+import { storm } from './storm.js';
+import { systems } from './systems.js';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string', default: projectPath('BENCHMARKS.md') },
+    rounds: { type: 'string' },
+  },
+});
+const quick = args.quick === true;
+const settings: Settings = quick
+  ? { quick, rounds: 1, stormRounds: 1, stormSize: 8, fdDomains: 1_000, fdKeys: 400, fdClients: 10, fdSlices: 1, fdSliceS: 3, policyIter: 5_000, policyServerIter: 200 }
+  : { quick, rounds: 5, stormRounds: 5, stormSize: 8, fdDomains: 10_000, fdKeys: 4_000, fdClients: 50, fdSlices: 3, fdSliceS: 10, policyIter: 50_000, policyServerIter: 2_000 };
+if (args.rounds !== undefined) {
+  const n = Number(args.rounds);
+  if (!Number.isInteger(n) || n < 1 || n > 50) throw new Error(`--rounds ${args.rounds}: not a count in 1..50`);
+  settings.rounds = settings.stormRounds = n;
+}
+const out = resolve(String(args.out));
+const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+const missing = await benchMissing();
+if (missing) {
+  say(`cannot run: ${missing}`);
+  process.exit(3);
+}
+
+const started = performance.now();
+const life = new Lifecycle(quick ? 8 * 60_000 : 45 * 60_000);
+let exitCode = 0;
+try {
+  life.phase = 'machine and versions';
+  const m = await machine();
+  say(`${m.cpu}, ${m.cores} cores, load ${m.loadStart}; writing ${out}`);
+
+  const tmp = mkdtempSync(join(tmpdir(), 'fb-bench-'));
+  life.defer('remove the temp dir', () => rmSync(tmp, { recursive: true, force: true }));
+
+  life.phase = 'creating domains';
+  await sweepStale(); // domains left by bench or test processes that died without cleaning up
+  const created: string[] = [];
+  life.defer('remove the bench domains', () => removeBenchDomains(created));
+  const domains = await life.within('create the bench domains', createBenchDomains(settings.stormSize, (n) => created.push(n)), 180_000);
+
+  life.phase = 'starting fence_virtd, sshd, fence-broker';
+  const virtd = await life.within('start fence_virtd', startFenceVirtd(join(tmp, 'fence_virtd'), 30_000), 120_000);
+  life.defer('stop fence_virtd', virtd.stop);
+  const sshd = await life.within('start sshd', startSshd(join(tmp, 'sshd'), 30_000), 120_000);
+  life.defer('stop sshd', sshd.stop);
+  const broker = await life.within('start fence-broker', startBenchBroker(domains), 120_000);
+  life.defer('stop fence-broker', async () => {
+    await broker.daemon.stop();
+    rmSync(broker.daemon.dir, { recursive: true, force: true });
+  });
+  say(`fence_virtd pid ${virtd.pid} :${virtd.port}, sshd pid ${sshd.pid} :${sshd.port}, fence-broker pid ${broker.daemon.pid} :${broker.daemon.port}; domains ${domains.join(', ')}`);
+
+  const smallBrokerRssKiB = rssKiB(broker.daemon.pid);
+  const loads: [string, string][] = [];
+  const all = systems({ broker, virtd, sshd });
+  loads.push(['end to end', loadNow()]);
+  const e2e = await endToEnd(life, all, domains[0] as string, settings.rounds, broker);
+  loads.push(['storm', loadNow()]);
+  const stormResult = await storm(life, all, domains, settings.stormRounds, broker);
+
+  // Front door: both fence-broker tenancies and sshd up together, loaded in turn, slice by slice.
+  life.phase = 'front door: starting the loaded brokers';
+  await life.within('bring the domains back to running', Promise.all(domains.map(ensureRunning)), 120_000);
+  const common = { domains: settings.fdDomains, keys: settings.fdKeys, realDomains: domains, clients: settings.fdClients };
+  const servers: { row: Omit<FrontDoorRow, 'r'>; target: FrontDoorTarget; runs: FrontDoorRun[] }[] = [];
+  for (const toolstack of ['sim', 'virsh'] as const) {
+    const t = await life.within(`start fence-broker (${toolstack}, ${settings.fdDomains} domains)`, startFrontDoorBroker({ ...common, toolstack }), 300_000);
+    life.defer(`stop fence-broker (${toolstack})`, async () => {
+      await t.daemon.stop();
+      rmSync(t.daemon.dir, { recursive: true, force: true });
+    });
+    servers.push({
+      row: { label: `fence-broker, ${toolstack}`, startMs: t.startMs, rssReadyKiB: rssKiB(t.daemon.pid) },
+      target: { port: t.daemon.port, fingerprint: t.daemon.fingerprint, username: 'fence', pid: t.daemon.pid, clients: t.clients.map((c) => ({ key: c.key, command: `status ${c.target}`, check: brokerStatusOk(c.target) })) },
+      runs: [],
+    });
+    say(`fence-broker (${toolstack}) pid ${t.daemon.pid} :${t.daemon.port} ready in ${ms(t.startMs)} ms with ${settings.fdDomains} domains, ${settings.fdKeys} keys`);
+  }
+  const sshKey = Buffer.from(sshd.clientKeyText);
+  servers.push({
+    row: { label: 'OpenSSH sshd, `true`', rssReadyKiB: rssKiB(sshd.pid) },
+    target: { port: sshd.port, fingerprint: sshd.fingerprint, username: 'root', pid: sshd.pid, clients: Array.from({ length: settings.fdClients }, () => ({ key: sshKey, command: 'true', check: (_out: string, code: number | undefined) => (code === 0 ? undefined : `true: exit ${code}`) })) },
+    runs: [],
+  });
+  loads.push(['front door', loadNow()]);
+  for (let slice = 0; slice < settings.fdSlices; slice++) {
+    for (let i = 0; i < servers.length; i++) {
+      const s = servers[(i + slice) % servers.length] as (typeof servers)[number];
+      life.phase = `front door slice ${slice + 1}/${settings.fdSlices}: ${s.row.label}`;
+      const r = await life.within(life.phase, hammer(s.target, { durationMs: settings.fdSliceS * 1000, requestTimeoutMs: 30_000 }), settings.fdSliceS * 1000 + 90_000);
+      s.runs.push(r);
+      const sum = summarize(settings.fdClients, [r]);
+      say(`front door ${slice + 1}/${settings.fdSlices} ${s.row.label.padEnd(22)} ${sum.rps.toFixed(0)}/s p50 ${ms(sum.p50)} p99 ${ms(sum.p99)} ms, ${r.errors} errors, RSS peak ${(r.rssPeakKiB / 1024).toFixed(0)} MiB`);
+    }
+  }
+  const frontDoor: FrontDoorRow[] = servers.map((s) => ({ ...s.row, r: summarize(settings.fdClients, s.runs) }));
+
+  life.phase = 'stopping domains and daemons before the policy figures';
+  await life.cleanup();
+
+  life.phase = 'policy decision figures';
+  say('policy decision figures (bench/policy.bench.ts)');
+  loads.push(['policy', loadNow()]);
+  const policy = await policyBench({ iter: settings.policyIter, serverIter: settings.policyServerIter, timeoutMs: life.boundMs(quick ? 180_000 : 900_000) });
+
+  const report = { settings, date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), durationS: (performance.now() - started) / 1000, machine: m, loads: [...loads, ['end', loadNow()]] as [string, string][], smallBrokerRssKiB, e2e, storm: stormResult, frontDoor, policy };
+  writeFileSync(out, renderReport(report));
+  say(`wrote ${out} in ${Math.round(report.durationS)} s`);
+  // A system that never succeeded has no figure: the run did not measure what it claims.
+  const empty = [
+    ...Object.entries(e2e).flatMap(([op, m2]) => [...m2].filter(([, s]) => s.ms.length === 0).map(([n]) => `${op} by ${n}`)),
+    ...[...stormResult].filter(([, s]) => s.ms.length === 0).map(([n]) => `storm by ${n}`),
+    ...frontDoor.filter((f) => f.r.ok === 0).map((f) => `front door of ${f.label}`),
+  ];
+  if (empty.length) {
+    say(`no successful run for: ${empty.join('; ')} (see "Failed runs" in ${out})`);
+    exitCode = 1;
+  }
+} catch (err) {
+  say(`failed during "${life.phase}": ${(err as Error).stack ?? String(err)}`);
+  exitCode = 1;
+} finally {
+  await life.cleanup();
+  life.end();
+}
+process.exit(exitCode);
+

@@ -1,0 +1,71 @@
+// The systems compared, each doing one operation on one domain as a new
+// process (or processes) with its options the way a cluster manager passes
+// them: fence-agents options on stdin for the three agents, argv for virsh.
+import { URI } from '../test/libvirt-host.js';
+import { PLUGIN, runPlugin, type BenchBroker } from './broker.js';
+import type { FenceVirtd, Sshd } from './peers.js';
+import { failure, runTimed, stdinOptions, type Timed } from './proc.js';
+
+export type Op = 'off' | 'reboot' | 'status';
+
+export interface System {
+  name: string;
+  /** The operations it takes part in. */
+  ops: Op[];
+  run(op: Op, domain: string, timeoutMs: number): Promise<Timed>;
+}
+
+export interface Peers {
+  broker: BenchBroker;
+  virtd: FenceVirtd;
+  sshd: Sshd;
+}
+
+const virsh = (args: string[], timeoutMs: number) => runTimed('virsh', ['-c', URI, ...args], { timeoutMs, env: { ...process.env, LC_ALL: 'C' } });
+
+/** Two runs in a row as one timed operation (the raw reboot: destroy, then start). */
+async function chain(first: () => Promise<Timed>, second: () => Promise<Timed>): Promise<Timed> {
+  const a = await first();
+  if (failure('', a)) return a;
+  const b = await second();
+  return { ...b, ms: a.ms + b.ms, stdout: a.stdout + b.stdout, stderr: a.stderr + b.stderr };
+}
+
+export function systems(p: Peers): System[] {
+  return [
+    { name: 'fence_broker', ops: ['off', 'reboot', 'status'], run: (op, d, t) => runPlugin(p.broker, op, d, t) },
+    {
+      name: 'fence_virt',
+      ops: ['off', 'reboot', 'status'],
+      run: (op, d, t) =>
+        runTimed('/usr/sbin/fence_virt', [], {
+          input: stdinOptions({ action: op, plug: d, ipaddr: '127.0.0.1', ipport: p.virtd.port, key_file: p.virtd.keyFile, timeout: 60 }),
+          timeoutMs: t,
+        }),
+    },
+    {
+      name: 'fence_virsh',
+      ops: ['off', 'reboot', 'status'],
+      run: (op, d, t) =>
+        runTimed('/usr/sbin/fence_virsh', [], {
+          input: stdinOptions({ action: op, plug: d, ip: '127.0.0.1', ipport: p.sshd.port, username: 'root', identity_file: p.sshd.clientKey, ssh_options: p.sshd.sshOptions, login_timeout: 30 }),
+          timeoutMs: t,
+        }),
+    },
+    {
+      name: 'virsh (raw)',
+      ops: ['off', 'reboot', 'status'],
+      run: (op, d, t) => {
+        if (op === 'off') return virsh(['destroy', d], t);
+        if (op === 'reboot') return chain(() => virsh(['destroy', d], t), () => virsh(['start', d], t));
+        return virsh(['domstate', d], t);
+      },
+    },
+    // Floors for status: a Node process doing nothing, and the plugin loading its bundle and exiting (--version).
+    { name: 'node -e 0', ops: ['status'], run: (_op, _d, t) => runTimed(process.execPath, ['-e', '0'], { timeoutMs: t }) },
+    { name: 'fence_broker --version', ops: ['status'], run: (_op, _d, t) => runTimed(PLUGIN, ['--version'], { timeoutMs: t }) },
+  ];
+}
+
+/** What the raw virsh command is called in a table, per operation. */
+export const rawLabel: Record<Op, string> = { off: 'virsh destroy', reboot: 'virsh destroy + start', status: 'virsh domstate' };

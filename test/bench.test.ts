@@ -1,0 +1,71 @@
+// `npm run bench -- --quick` runs and writes its report: every section, with
+// numbers in it. Benchmarks are not timed tests: the figures' values are never
+// checked, only that the run completed and measured each part.
+import anyTest, { type TestFn } from 'ava';
+import { execa } from 'execa';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { projectPath } from '../common/paths.js';
+import { benchMissing } from '../bench/peers.js';
+import { tempDir } from './helpers.js';
+
+const missing = await benchMissing();
+if (missing && process.env.CI === 'true') throw new Error(`CI needs the benchmark's components: ${missing}`);
+if (missing) console.error(`bench test skipped here: ${missing}`);
+const test = (missing ? anyTest.skip : anyTest) as TestFn;
+
+/** The lines of the markdown section under `heading` (up to the next heading of the same or a higher level). */
+function section(md: string, heading: string): string {
+  const start = md.indexOf(`\n${heading}\n`);
+  if (start < 0) return '';
+  const level = /^#+/.exec(heading)?.[0].length ?? 2;
+  const rest = md.slice(start + heading.length + 2);
+  const next = rest.search(new RegExp(`^#{1,${level}} `, 'm'));
+  return next < 0 ? rest : rest.slice(0, next);
+}
+
+/** Table rows (not the header or separator) whose first cell matches `first`, each with at least one number. */
+const rowsWithNumbers = (text: string, first: RegExp): string[] =>
+  text
+    .split('\n')
+    .filter((l) => l.startsWith('|') && !/^\|[-:| ]+\|$/.test(l))
+    .filter((l) => first.test(l.split('|')[1]?.trim() ?? ''))
+    .filter((l) => l.split('|').slice(2).some((c) => /\d/.test(c)));
+
+test('the quick benchmark runs, cleans up and writes every section with figures', async (t) => {
+  const out = join(tempDir('fb-bench-test-'), 'BENCHMARKS.md');
+  // Generous: the quick run takes about a minute and a half alone on the 2-core machine; far longer when the suite runs beside it.
+  const r = await execa(process.execPath, [projectPath('dist', 'bench', 'run.js'), '--quick', '--out', out], { reject: false, timeout: 600_000, all: true });
+  t.is(r.exitCode, 0, String(r.all).slice(-4000));
+  const md = readFileSync(out, 'utf8');
+
+  for (const h of ['# Benchmarks', '## This run', '## Targets (DESIGN.md §9, issue 12)', '## End to end: one real QEMU domain', '### off', '### reboot', '### status', '## Fence storm', '## SSH front door', '## Policy decision', '## Fleet coordination']) {
+    t.true(md.includes(`\n${h}`) || md.startsWith(h), `missing heading ${h}`);
+  }
+  t.regex(section(md, '## This run'), /load average .*\d+\.\d\d/);
+  for (const v of ['Node.js', 'libvirt', 'QEMU', 'fence-virt', 'fence-agents', 'OpenSSH']) t.is(rowsWithNumbers(section(md, '## This run'), new RegExp(`^${v}`)).length, 1, `no version of ${v}`);
+  t.regex(section(md, '## This run'), /\| fence-broker \| [0-9a-f]{7,}/);
+  t.true(rowsWithNumbers(section(md, '## Targets (DESIGN.md §9, issue 12)'), /./).length >= 8, 'targets');
+  t.false(section(md, '## Targets (DESIGN.md §9, issue 12)').includes('not measured'), 'a target was not measured');
+
+  for (const op of ['### off', '### reboot', '### status']) {
+    const s = section(md, op);
+    for (const sys of [/fence_broker/, /fence_virt`/, /fence_virsh/, /raw `virsh/]) t.is(rowsWithNumbers(s, sys).filter((l) => !l.includes('—')).length >= 1, true, `${op}: no figures for ${sys}`);
+  }
+  t.is(rowsWithNumbers(section(md, '### status'), /node -e 0/).length, 1);
+  const storm = section(md, '## Fence storm');
+  for (const sys of [/fence_broker/, /fence_virt`/, /fence_virsh/, /raw `virsh destroy`/]) t.is(rowsWithNumbers(storm, sys).length, 1, `storm: ${sys}`);
+  const door = section(md, '## SSH front door');
+  for (const s of [/fence-broker, sim/, /fence-broker, virsh/, /OpenSSH sshd/]) t.is(rowsWithNumbers(door, s).length, 1, `front door: ${s}`);
+  t.is(rowsWithNumbers(section(md, '## Policy decision'), /^[\d,]+$/).length, 3, 'policy rows');
+  t.regex(section(md, '## Fleet coordination (`npm run bench:coordination`)'), /etcd/);
+
+  // Nothing left behind: no daemon it started (it names their pids), no domain of that run.
+  const pids = [...String(r.all).matchAll(/\bpid (\d+)/g)].map((m) => Number(m[1]));
+  t.true(pids.length >= 5, `the bench names its daemons' pids: ${pids.join(', ')}`);
+  for (const pid of pids) t.throws(() => process.kill(pid, 0), undefined, `daemon pid ${pid} still runs`);
+  const names = /domains (fbt-[^,\s]+(?:, fbt-[^,\s]+)*)/.exec(String(r.all))?.[1]?.split(', ') ?? [];
+  t.is(names.length, 8, 'the bench names its domains');
+  const defined = (await execa('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'], { reject: false })).stdout.split('\n').map((n) => n.trim());
+  t.deepEqual(names.filter((n) => defined.includes(n)), [], 'bench domains left defined');
+});
