@@ -22,6 +22,10 @@ import { removePidFile, writePidFile } from './pidfile.js';
 // Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
 const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
 
+/** Where the daemon's memory is, MiB: for the ready line, so a large tenancy's cost is visible. */
+const memoryMiB = (): Record<string, number> =>
+  Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1048576)]));
+
 async function load(file: string): Promise<{ config: Config; engine: PolicyEngine; identities: IdentityIndex }> {
   const config = loadConfig(file);
   const engine = await loadPolicy(config);
@@ -153,7 +157,7 @@ async function main(): Promise<number> {
         const revoked = door.revoke();
         const after = { config_sha256: next.config.sha256, policy: next.engine.revision, policy_sha256: next.engine.sha256 };
         auditReload({ ok: true, pid: process.pid, old: before, new: after, connections_closed: revoked, ...(restartOnly ? { broker_settings_need_restart: true } : {}) });
-        log.info({ policy: next.engine.revision, connections_closed: revoked }, 'reloaded');
+        log.info({ policy: next.engine.revision, connections_closed: revoked, memory_mib: memoryMiB() }, 'reloaded');
       })
       .catch((e: unknown) => {
         const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : '';
@@ -182,7 +186,7 @@ async function main(): Promise<number> {
   );
   warnIfStale(state.config, state.engine.revision);
   log.info(
-    { listen: `${config.broker.listen.host}:${door.port}`, host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
+    { listen: `${config.broker.listen.host}:${door.port}`, memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
     'fence-broker ready',
   );
   if (reloadPending) reload();
