@@ -183,6 +183,57 @@ function errorNotes(r: Report): string[] {
   return notes;
 }
 
+/**
+ * Where fence-broker is still behind a peer or a target, why, and what would
+ * close it: profiled by hand (2026-12-01, issue 12 note), not re-measured by
+ * each run; the run's own figures above say whether it still applies.
+ */
+const BEHIND = `## Where fence-broker is behind, and why
+
+What was changed for speed, by measurement: the plugin's SSH socket runs with
+Nagle off (each handshake round trip used to wait out a ~40 ms delayed ACK);
+virsh runs as a pool of long-lived sessions (a state read ~1 ms instead of
+~20-70 ms for a new process and libvirt connection; native bindings were as
+fast but need a compiler, do not reconnect after a libvirtd restart and
+cannot cancel a call into a hung libvirtd); \`off\` destroys first and lets the
+state read settle a refused destroy, one read fewer; the sim keeps its parsed
+state until its file changes. Minifying the plugin bundle was measured and
+made no difference (parse is lazy), so it was not kept.
+
+- **status** (target met): of ~120 ms, Node's own start is ~65 ms, loading the
+  plugin ~35-40 ms (ssh2's client: its key parser with bcrypt-pbkdf, tweetnacl
+  and asn1, the protocol, crypto and stream modules; V8 compiling the 0.76 MB
+  bundle is ~12 ms of it), the SSH connection and login ~20 ms, the broker ~2 ms.
+  A V8 code cache beside the plugin saved ~11 ms in a trial (not kept: the
+  cache file would need the same trust as the plugin); Node 22's
+  \`module.enableCompileCache()\` would give it for free.
+- **off** (about even with fence_virt, within noise: 0.5-1.1x across runs): the
+  floor is libvirt's destroy of a QEMU domain, 1.4-1.8 s here in 200 ms steps
+  (libvirtd polling for QEMU to exit), the same for every system. fence-broker
+  adds the plugin's start (~100 ms), SSH (~20 ms) and one state read.
+- **storm of 8** (1.7x parallel raw destroy, target 1.2x): eight Node plugins
+  start at once on 2 cores (~100 ms of CPU each, ~400-500 ms of wall time), and
+  eight destroys run through sessions started on demand (~15 ms each). fence_virt
+  is far behind here (fence_virtd serialises: 10x). Closing it needs a lighter
+  client than Node + ssh2 per operation, which fence-agents' one-process-per-call
+  model does not allow otherwise, or a host with more cores than fences.
+- **front door p99 on the sim** (around the 250 ms bound; met on virsh in the
+  same run): CPU-bound. The broker spends ~2 ms of CPU per new connection
+  (curve25519 key exchange, an ed25519 host signature and the client's
+  signature check, ssh2's protocol in JavaScript), and the 50 clients run on
+  the same 2 cores. OpenSSH's sshd, measured the same way, manages under 10
+  connections/s here (~110-200 ms of CPU each, a process per connection).
+- **broker RSS** (160-190 MB at ready with 10,000 domains and 4,000 keys,
+  target 150 MB): the ready line's \`memory_mib\` shows where: after a full GC
+  the live heap is ~25 MB (config ~5 MB, key index ~2 MB), but V8 keeps the
+  capacity it grew to while parsing the YAML (heap total ~71 MB), the policy's
+  wasm memory holds ~32 MB (setData parses a JSON copy inside wasm; wasm memory
+  never shrinks) and Node itself ~40 MB; 50 concurrent handshakes then grow the
+  young generation to its cap. What would close it: parse clusters.yaml in a
+  worker thread and keep only the result (the parse garbage dies with the
+  worker), pass the policy data without the intermediate JSON copy, and cap
+  V8's semi-space for the daemon (\`--max-semi-space-size\`).`;
+
 export function renderReport(r: Report): string {
   const s = r.settings;
   const m = r.machine;
@@ -227,6 +278,8 @@ ${table(['component', 'version'], m.versions.map(([k, v]) => [k, v]), ['---', '-
 ## Targets (DESIGN.md §9, issue 12)
 
 ${table(['target', 'this run', 'met?'], targets(r), ['---', '---:', '---'])}
+
+${BEHIND}
 
 ## End to end: one real QEMU domain
 
