@@ -14,6 +14,16 @@ export function writeTemp(name: string, text: string): string {
   return file;
 }
 
+/** Whether a process with this pid exists (signal 0 sends nothing). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const newPublicKey = (comment = 'test'): string => generateEd25519(comment).public;
 
 export async function fencectl(args: string[]) {

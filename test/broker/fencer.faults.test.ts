@@ -9,7 +9,7 @@ import { Fencer } from '../../broker/fencer.js';
 import { VirshToolstack } from '../../broker/toolstack/virsh.js';
 import { rmSync } from 'node:fs';
 import { makeDouble } from '../doubles.js';
-import { until } from '../helpers.js';
+import { until, isAlive as alive } from '../helpers.js';
 
 const GENEROUS_MS = 30_000;
 
@@ -33,15 +33,6 @@ async function noToolstackLeft(fake: ReturnType<typeof makeDouble>, toolstack: V
   await until('every session has ended', () => pids.every((p) => !alive(p)), 30_000);
   return pids;
 }
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 test('control: the double behaves like virsh when nothing is injected', async (t) => {
   const { fake, fencer } = setup('normal');

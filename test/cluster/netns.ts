@@ -6,6 +6,7 @@
 // files running at once never share a subnet; the owner's PID is kept in the
 // bridge's alias so that leftovers of a test process that died are swept.
 import { execa } from 'execa';
+import { isAlive as alive } from '../helpers.js';
 
 export interface Lab {
   bridge: string;
@@ -23,15 +24,6 @@ const must = async (...args: string[]) => {
   const r = await ip(...args);
   if (!r.ok) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
   return r.stdout;
-};
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 };
 
 /** Removes bridges and namespaces left by test processes that no longer run. */

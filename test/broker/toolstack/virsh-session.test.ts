@@ -8,18 +8,9 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VirshToolstack } from '../../../broker/toolstack/virsh.js';
 import { makeDouble } from '../../doubles.js';
-import { cleanup, until } from '../../helpers.js';
+import { cleanup, until, isAlive as alive } from '../../helpers.js';
 
 const CALL_MS = 30_000;
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 function setup(mode = 'normal', domains = ['vm1']) {
   const fake = makeDouble('fake-virsh');
   fake.setFile('mode', mode);
