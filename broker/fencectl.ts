@@ -322,7 +322,7 @@ async function published(config: Config): Promise<HostInfo[]> {
   if (config.broker.coordination.type === 'local') {
     throw new UsageError(`${config.file}: broker.coordination is local: this host has no fleet (set coordination: { type: etcd, ... })`);
   }
-  const coordination = coordinationFor(config);
+  const coordination = await coordinationFor(config);
   try {
     return await coordination.fleet();
   } finally {

@@ -100,7 +100,7 @@ async function main(): Promise<number> {
       return 2;
     }
   }
-  const coordination = coordinationFor(config);
+  const coordination = await coordinationFor(config);
   const fencer = new Fencer(toolstack, {
       verifyMs: config.broker.timeouts.verifyMs,
       pollMs: 100,

@@ -4,14 +4,18 @@ import { createHash } from 'node:crypto';
 import type { Config } from '../config/types.js';
 import { policyData } from '../policy/data.js';
 import type { Coordination, HostInfo } from './coordination.js';
-import { EtcdCoordination } from './etcd.js';
 import { LocalCoordination } from './local.js';
 
 export * from './coordination.js';
 
-export function coordinationFor(config: Config): Coordination {
+/**
+ * The etcd client (gRPC, protobuf) is loaded only when the config asks for
+ * etcd: it costs a single-host broker ~25 MB of memory for nothing.
+ */
+export async function coordinationFor(config: Config): Promise<Coordination> {
   const c = config.broker.coordination;
   if (c.type === 'local') return new LocalCoordination();
+  const { EtcdCoordination } = await import('./etcd.js');
   return new EtcdCoordination({ endpoints: c.endpoints, prefix: c.prefix, timeoutMs: c.timeoutMs, hostId: config.broker.hostId, ...(c.tls ? { tls: c.tls } : {}) });
 }
 
