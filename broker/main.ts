@@ -8,7 +8,9 @@ import { fileAudit, type Audit } from './audit.js';
 import { Broker } from './broker.js';
 import { configDigest, coordinationFor, startPublishing } from './coordination/index.js';
 import { ConfigError } from './config/errors.js';
-import { loadConfig, type Config } from './config/load.js';
+import type { Config } from './config/load.js';
+import { answerConfigLoad, loadConfigIsolated } from './config/isolated.js';
+import { fileURLToPath } from 'node:url';
 import { Fencer } from './fencer.js';
 import { loadOrCreateHostKey, startFrontDoor } from './frontdoor.js';
 import { IdentityIndex } from './identity/index.js';
@@ -27,7 +29,8 @@ const memoryMiB = (): Record<string, number> =>
   Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1048576)]));
 
 async function load(file: string): Promise<{ config: Config; engine: PolicyEngine; identities: IdentityIndex }> {
-  const config = loadConfig(file);
+  // In a worker: the parse's garbage leaves with it (config/isolated.ts).
+  const config = await loadConfigIsolated(fileURLToPath(import.meta.url), file);
   const engine = await loadPolicy(config);
   return { config, engine, identities: new IdentityIndex(config) };
 }
@@ -206,11 +209,14 @@ async function main(): Promise<number> {
   return 0;
 }
 
-process.exitCode = await main();
-// Everything of ours is closed. A library may still hold a retry timer (the
-// etcd client, when the store lost quorum): it must not keep a stopped broker
-// alive, so leave once it has had a moment; unref'd, this timer holds nothing.
-setTimeout(() => {
-  log.warn('exiting with library handles still open');
-  process.exit();
-}, 2_000).unref();
+// Started by loadConfigIsolated as its worker: answer and end; otherwise, serve.
+if (!answerConfigLoad()) {
+  process.exitCode = await main();
+  // Everything of ours is closed. A library may still hold a retry timer (the
+  // etcd client, when the store lost quorum): it must not keep a stopped broker
+  // alive, so leave once it has had a moment; unref'd, this timer holds nothing.
+  setTimeout(() => {
+    log.warn('exiting with library handles still open');
+    process.exit();
+  }, 2_000).unref();
+}
