@@ -223,16 +223,19 @@ made no difference (parse is lazy), so it was not kept.
   signature check, ssh2's protocol in JavaScript), and the 50 clients run on
   the same 2 cores. OpenSSH's sshd, measured the same way, manages under 10
   connections/s here (~110-200 ms of CPU each, a process per connection).
-- **broker RSS** (160-190 MB at ready with 10,000 domains and 4,000 keys,
-  target 150 MB): the ready line's \`memory_mib\` shows where: after a full GC
-  the live heap is ~25 MB (config ~5 MB, key index ~2 MB), but V8 keeps the
-  capacity it grew to while parsing the YAML (heap total ~71 MB), the policy's
-  wasm memory holds ~32 MB (setData parses a JSON copy inside wasm; wasm memory
-  never shrinks) and Node itself ~40 MB; 50 concurrent handshakes then grow the
-  young generation to its cap. What would close it: parse clusters.yaml in a
-  worker thread and keep only the result (the parse garbage dies with the
-  worker), pass the policy data without the intermediate JSON copy, and cap
-  V8's semi-space for the daemon (\`--max-semi-space-size\`).`;
+- **broker RSS** (target 150 MB with 10,000 domains and 4,000 keys): at ready
+  it is now ~120 MB, down from ~160: clusters.yaml is parsed in a worker thread
+  whose heap, with the parse's ~75 MB of garbage, is returned when it exits,
+  and the etcd client (~25 MB) is loaded only for etcd coordination. The ready
+  line's \`memory_mib\` shows the rest: a live heap of ~25 MB (config ~5 MB,
+  key index ~2 MB), the policy's wasm memory ~32 MB (setData parses a JSON copy
+  inside wasm; wasm memory never shrinks), Node itself ~40 MB. The peak under
+  50 concurrent handshakes stays at 180-210 MB: the handshakes' garbage grows
+  the heap, whatever the config cost. Capping V8's semi-space
+  (\`--max-semi-space-size=2\`) made the peak worse (254 MB) in a trial. What
+  would close it: fewer bytes allocated per handshake (ssh2 allocates its
+  packet buffers per connection), and the policy data set without the
+  intermediate JSON copy.`;
 
 export function renderReport(r: Report): string {
   const s = r.settings;
