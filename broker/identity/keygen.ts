@@ -25,12 +25,32 @@ export interface KeyPair {
   public: string;
 }
 
+// The DER forms of an ed25519 key end in its raw 32 bytes: PKCS#8 in the
+// seed (RFC 8410 §7), SPKI in the public key.
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
 export function generateEd25519(comment = ''): KeyPair {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  const jwk = privateKey.export({ format: 'jwk' }) as { d: string; x: string };
-  const seed = Buffer.from(jwk.d, 'base64url');
-  const pub = Buffer.from(jwk.x, 'base64url');
-  if (seed.length !== 32 || pub.length !== 32) throw new Error('ed25519 key of unexpected size');
+  // The encodings are asked of the generation itself, never exported from the
+  // KeyObject afterwards: on Node 20, exporting a just-generated ed25519 key
+  // as JWK deadlocks when a GC runs during the export and finalizes the
+  // generation job, whose destructor takes the key's lock that the export
+  // holds (seen as a hang after some thousand keys; reproduced with
+  // --gc-interval=2).
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519', {
+    privateKeyEncoding: { type: 'pkcs8', format: 'der' },
+    publicKeyEncoding: { type: 'spki', format: 'der' },
+  });
+  if (
+    privateKey.length !== PKCS8_ED25519_PREFIX.length + 32 ||
+    !privateKey.subarray(0, PKCS8_ED25519_PREFIX.length).equals(PKCS8_ED25519_PREFIX) ||
+    publicKey.length !== SPKI_ED25519_PREFIX.length + 32 ||
+    !publicKey.subarray(0, SPKI_ED25519_PREFIX.length).equals(SPKI_ED25519_PREFIX)
+  ) {
+    throw new Error('ed25519 key generation: DER of unexpected form');
+  }
+  const seed = privateKey.subarray(PKCS8_ED25519_PREFIX.length);
+  const pub = publicKey.subarray(SPKI_ED25519_PREFIX.length);
   const blob = Buffer.concat([sshString('ssh-ed25519'), sshString(pub)]);
   const check = randomBytes(4);
   const secret = [check, check, sshString('ssh-ed25519'), sshString(pub), sshString(Buffer.concat([seed, pub])), sshString(comment)];
