@@ -2,7 +2,7 @@
 // fbt-PID-…, so a test run sweeps them if this process dies without cleaning
 // up), and putting them back in the state a round starts from, outside the
 // timed part.
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDomain, domstate, removeDomain, virsh } from '../test/libvirt-host.js';
@@ -64,5 +64,37 @@ export async function ensureRunning(name: string): Promise<void> {
     if (attempt >= 2 || (await libvirtUp()) || !(await libvirtBack())) {
       throw new Error(`cannot bring ${name} back to running for the next round (virsh start: exit ${r.exitCode} ${String(r.stderr).trim()}; state now ${now})`);
     }
+  }
+}
+
+/** CPU time (user + system) of a domain's QEMU process so far, ms; undefined when it is not running. */
+function qemuCpuMs(name: string): number | undefined {
+  try {
+    const pid = readFileSync(`/run/libvirt/qemu/${name}.pid`, 'utf8').trim();
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10; // USER_HZ 100
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Waits until the domains' QEMU processes are quiet: a TCG guest spends its
+ * first ~250 ms after start booting its firmware (~130 ms of CPU each here),
+ * and a system timed while 8 of them boot is timed against their CPU use, not
+ * against a running guest's. Quiet: under 25 ms of CPU each in a 250 ms window.
+ * Bounded: after `boundMs` the run goes on (guests that never settle load
+ * every system alike).
+ */
+export async function settled(names: string[], boundMs = 10_000): Promise<void> {
+  const end = performance.now() + boundMs;
+  let last = names.map(qemuCpuMs);
+  while (performance.now() < end) {
+    await new Promise((r) => setTimeout(r, 250));
+    const now = names.map(qemuCpuMs);
+    const busy = now.some((c, i) => c !== undefined && last[i] !== undefined && c - (last[i] as number) >= 25);
+    last = now;
+    if (!busy) return;
   }
 }

@@ -3,7 +3,7 @@
 // them alike. The domain is brought back to running before each timed run, and
 // each result is checked with our own `virsh domstate` afterwards.
 import { brokerMs, type BenchBroker } from './broker.js';
-import { domstate, ensureRunning } from './domains.js';
+import { domstate, ensureRunning, settled } from './domains.js';
 import type { Lifecycle } from './lifecycle.js';
 import { failure, type Timed } from './proc.js';
 import { ms, rotate } from './stats.js';
@@ -39,6 +39,7 @@ export async function endToEnd(life: Lifecycle, all: System[], domain: string, r
       for (const s of rotate(all.filter((x) => x.ops.includes(op)), round)) {
         life.phase = `end-to-end round ${round + 1}/${rounds}: ${op} by ${s.name}`;
         await life.within(`bring ${domain} back to running`, ensureRunning(domain), 60_000);
+        await settled([domain]);
         const r = await s.run(op, domain, life.boundMs(OP_TIMEOUT_MS));
         const sample = result[op].get(s.name) as Sample;
         const err = failure(`${s.name} ${op}`, r) ?? (await wrongOutcome(op, s.name, domain, r));

@@ -288,7 +288,9 @@ ${BEHIND}
 
 \`off\`, \`reboot\` and \`status\` of one running domain, ${plural(s.rounds, 'round')}. The
 domain is started again (when needed) before each timed run, outside the
-timing, and every result is checked afterwards with the bench's own \`virsh
+timing, and its firmware boot let finish (its QEMU under 10% of a core; a
+TCG guest's first ~250 ms cost ~130 ms of CPU here, which would load
+whichever system runs then), and every result is checked afterwards with the bench's own \`virsh
 domstate\` (a run that exits 0 but leaves the domain in the wrong state counts
 as failed). Reboot: fence_broker's \`reset\` (verified off, then start);
 fence_virt's is fence_virtd's libvirt backend; fence_virsh's is off, wait for
@@ -316,7 +318,8 @@ ${brokerSide(r)}
 ${s.stormSize} running domains, each owned by its own tenant cluster, fenced at
 once: ${s.stormSize} processes started together (for fence_broker, ${s.stormSize}
 plugin processes with ${s.stormSize} different tenant keys), timed from the
-first spawn to the last exit; all ${s.stormSize} domains checked shut off
+first spawn to the last exit, once the restarted guests have finished
+booting their firmware; all ${s.stormSize} domains checked shut off
 afterwards. ${plural(s.stormRounds, 'storm')} per system, interleaved. The peer is
 ${s.stormSize} raw \`virsh destroy\` in parallel (no agent, no verification).
 

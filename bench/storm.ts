@@ -2,9 +2,9 @@
 // started together, each with its own tenant key for fence_broker), total wall
 // time from the first spawn to the last exit, systems in rotating order per
 // round; every domain is checked shut off afterwards and started again
-// outside the timed part.
+// outside the timed part, and its firmware boot let finish before the next.
 import { brokerMs, type BenchBroker } from './broker.js';
-import { domstate, ensureRunning } from './domains.js';
+import { domstate, ensureRunning, settled } from './domains.js';
 import type { Lifecycle } from './lifecycle.js';
 import { failure } from './proc.js';
 import { ms, rotate } from './stats.js';
@@ -30,6 +30,7 @@ export async function storm(life: Lifecycle, all: System[], domains: string[], r
     for (const s of rotate(chosen, round)) {
       life.phase = `storm round ${round + 1}/${rounds}: ${s.name}`;
       await life.within(`bring the storm domains back to running`, Promise.all(domains.map(ensureRunning)), 120_000);
+      await settled(domains);
       const t0 = performance.now();
       const runs = await Promise.all(domains.map((d) => s.run('off', d, life.boundMs(STORM_TIMEOUT_MS))));
       const wall = performance.now() - t0;
