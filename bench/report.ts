@@ -5,7 +5,7 @@
 // checked-in file (it has its own bench, `npm run bench:coordination`).
 import { existsSync, readFileSync } from 'node:fs';
 import { projectPath } from '../common/paths.js';
-import type { E2EResult, Sample } from './e2e.js';
+import { STATUS_REPEATS, type E2EResult, type Sample } from './e2e.js';
 import type { FrontDoorResult } from './frontdoor.js';
 import type { Machine } from './machine.js';
 import type { PolicyResult } from './policy-run.js';
@@ -190,52 +190,71 @@ function errorNotes(r: Report): string[] {
  */
 const BEHIND = `## Where fence-broker is behind, and why
 
-What was changed for speed, by measurement: the plugin's SSH socket runs with
-Nagle off (each handshake round trip used to wait out a ~40 ms delayed ACK);
-virsh runs as a pool of long-lived sessions (a state read ~1 ms instead of
-~20-70 ms for a new process and libvirt connection; native bindings were as
-fast but need a compiler, do not reconnect after a libvirtd restart and
-cannot cancel a call into a hung libvirtd); \`off\` destroys first and lets the
-state read settle a refused destroy, one read fewer; the sim keeps its parsed
-state until its file changes. Minifying the plugin bundle was measured and
-made no difference (parse is lazy), so it was not kept.
+What was changed for speed, each by measurement:
 
-- **status** (target met): of ~120 ms, Node's own start is ~65 ms, loading the
-  plugin ~35-40 ms (ssh2's client: its key parser with bcrypt-pbkdf, tweetnacl
-  and asn1, the protocol, crypto and stream modules; V8 compiling the 0.76 MB
-  bundle is ~12 ms of it), the SSH connection and login ~20 ms, the broker ~2 ms.
-  A V8 code cache beside the plugin saved ~11 ms in a trial (not kept: the
-  cache file would need the same trust as the plugin); Node 22's
-  \`module.enableCompileCache()\` would give it for free.
-- **off** (about even with fence_virt, within noise: 0.5-1.1x across runs): the
-  floor is libvirt's destroy of a QEMU domain, 1.4-1.8 s here in 200 ms steps
-  (libvirtd polling for QEMU to exit), the same for every system. fence-broker
-  adds the plugin's start (~100 ms), SSH (~20 ms) and one state read.
-- **storm of 8** (1.7x parallel raw destroy, target 1.2x): eight Node plugins
-  start at once on 2 cores (~100 ms of CPU each, ~400-500 ms of wall time), and
-  eight destroys run through sessions started on demand (~15 ms each). fence_virt
-  is far behind here (fence_virtd serialises: 10x). Closing it needs a lighter
-  client than Node + ssh2 per operation, which fence-agents' one-process-per-call
-  model does not allow otherwise, or a host with more cores than fences.
-- **front door p99 on the sim** (around the 250 ms bound; met on virsh in the
-  same run): CPU-bound. The broker spends ~2 ms of CPU per new connection
-  (curve25519 key exchange, an ed25519 host signature and the client's
-  signature check, ssh2's protocol in JavaScript), and the 50 clients run on
-  the same 2 cores. OpenSSH's sshd, measured the same way, manages under 10
-  connections/s here (~110-200 ms of CPU each, a process per connection).
-- **broker RSS** (target 150 MB with 10,000 domains and 4,000 keys): at ready
-  it is now ~120 MB, down from ~160: clusters.yaml is parsed in a worker thread
-  whose heap, with the parse's ~75 MB of garbage, is returned when it exits,
-  and the etcd client (~25 MB) is loaded only for etcd coordination. The ready
-  line's \`memory_mib\` shows the rest: a live heap of ~25 MB (config ~5 MB,
-  key index ~2 MB), the policy's wasm memory ~32 MB (setData parses a JSON copy
-  inside wasm; wasm memory never shrinks), Node itself ~40 MB. The peak under
-  50 concurrent handshakes stays at 180-210 MB: the handshakes' garbage grows
-  the heap, whatever the config cost. Capping V8's semi-space
-  (\`--max-semi-space-size=2\`) made the peak worse (254 MB) in a trial. What
-  would close it: fewer bytes allocated per handshake (ssh2 allocates its
-  packet buffers per connection), and the policy data set without the
-  intermediate JSON copy.`;
+- The plugin's SSH socket runs with Nagle off: each handshake round trip used
+  to wait out a ~40 ms delayed ACK.
+- virsh runs as a pool of long-lived sessions: a state read ~1 ms instead of
+  ~20-70 ms for a new process and libvirt connection. Native bindings were as
+  fast but need a compiler, do not reconnect after a libvirtd restart and
+  cannot cancel a call into a hung libvirtd.
+- \`off\` destroys first and lets the state read settle a refused destroy: one
+  read fewer. The sim keeps its parsed state until its file changes.
+- ssh2 (patched, \`patches/ssh2+1.17.0.patch\`) keeps each key's decoded
+  KeyObject. OpenSSL 3 takes ~0.8 ms to decode a PEM, and ssh2 decoded the
+  host key's PEM for every handshake's signature (ed25519 sign 783 -> 63 µs)
+  and a client key's for every check (326 -> 135 µs). The X25519 keys of the
+  key exchange skip OpenSSL's DER coders (~150 µs each way). The broker's CPU
+  per new connection fell from ~4.0 to ~1.8 ms.
+- The daemon runs V8 with \`--optimize-for-size\` (broker/heap.ts). Under 50
+  clients, short-lived connection objects outlived a scavenge or two and V8
+  kept growing an old space it never returned: the peak RSS was 200-350 MB
+  and is now ~130 MB, at the same requests/s. The worker-thread config parse
+  and loading the etcd client only for etcd coordination took the ready RSS
+  from ~160 to ~100 MB.
+- Measured and not kept: minifying the plugin bundle (no difference; parse is
+  lazy), importing only ssh2's client (no difference), a V8 code cache beside
+  the plugin (~11 ms saved; the cache file would need the plugin's own trust;
+  Node 22's \`module.enableCompileCache()\` would give it safely).
+- The bench itself: a timed run starts once the restarted guests have booted
+  their firmware, and the front door's clients parse their keys once, as
+  each guest process does (re-parsing made the load generator the
+  bottleneck).
+
+Why the rest is behind, or close to its bound:
+
+- **off ≤ 1.0x fence_virt** (0.5-1.7x across runs): libvirt's destroy of these
+  TCG guests is bimodal here, ~1.2 s or ~2.0 s (libvirtd polls for QEMU to exit
+  in 200 ms steps), for every system alike: raw \`virsh destroy\` and fence_virt,
+  8 alternating runs each on a settled guest, measured 1,228-2,034 and
+  1,215-2,020 ms. With 5 samples the medians fall on either mode. Beyond the
+  destroy, fence_virt's client costs ~5 ms (C, one UDP/TCP exchange with
+  fence_virtd) and fence_broker's ~150-200 ms (Node's start, the plugin's load,
+  SSH), so in expectation fence_broker is ~1.1x. Closing it needs a client
+  that starts in a few ms, which a Node plugin does not.
+- **status ≤ node + 80 ms** (met or just missed depending on the run): Node's
+  own start (\`node -e 0\`, 65-115 ms here), loading the plugin ~45 ms (ssh2's
+  key parser with bcrypt-pbkdf, tweetnacl and asn1, the protocol, crypto and
+  stream modules; V8 compiling the 0.76 MB bundle ~12 ms), the SSH connection
+  and login ~20-40 ms, the broker ~2 ms.
+- **storm of 8 ≤ 1.2x** (1.2-1.7x across runs): the 8 plugins must start before
+  any destroy begins; 8 Node processes need ~1.3 s of CPU (~170 ms each),
+  ~0.6 s of wall time on 2 cores. On a ~1.9 s destroy that alone is ~1.3x;
+  fence_broker's longest fence inside the broker is no longer than a raw
+  destroy. fence_virt is far behind here (fence_virtd serialises: ~8x).
+  Closing it needs a lighter client per operation, or more cores than fences.
+- **front door p99** (met in the last runs, near its bound): CPU-bound. The
+  broker spends ~1.8 ms of CPU per new connection (X25519 key exchange, an
+  ed25519 host signature and the client's signature check, ssh2's protocol
+  in JavaScript), and the 50 clients (~1.5 ms each) run on the same 2 cores.
+  OpenSSH's sshd, measured the same way, manages under 10 connections/s here.
+- **broker RSS** (met: ~130 MB peak): of it, ~48 MB is Node's own mapped
+  binary, ~30 MB the policy's wasm memory (setData parses a JSON copy inside
+  wasm; wasm memory never shrinks), and ~25-40 MB the live heap (config
+  ~5 MB, key index ~2 MB).
+- **policy p50** (≤ 20 µs; 16-25 µs across runs): measured in its own process
+  after the front door, on a machine at load average 5-11; p99, flatness and
+  the ratio to \`opa run --server\` are met with margin.`;
 
 export function renderReport(r: Report): string {
   const s = r.settings;
@@ -274,7 +293,7 @@ ${r.date}, ${s.quick ? 'quick' : 'full'} run, ${Math.round(r.durationS)} s in al
 
 - Machine: ${m.cpu}, ${m.cores} cores, ${m.memGiB.toFixed(1)} GiB, Linux ${m.kernel}; load average (1 / 5 / 15 min) ${m.loadStart} at the start.
 - Load average when each part started: ${r.loads.map(([k, v]) => `${k} ${v}`).join('; ')}.
-- Rounds: ${plural(s.rounds, 'round')} end to end, ${plural(s.stormRounds, 'storm')} per system; front door ${s.fdSlices} × ${s.fdSliceS} s per server.
+- Rounds: ${plural(s.rounds, 'round')} end to end (\`status\` ${STATUS_REPEATS} × per round), ${plural(s.stormRounds, 'storm')} per system; front door ${s.fdSlices} × ${s.fdSliceS} s per server.
 
 ${table(['component', 'version'], m.versions.map(([k, v]) => [k, v]), ['---', '---'])}
 
@@ -286,7 +305,8 @@ ${BEHIND}
 
 ## End to end: one real QEMU domain
 
-\`off\`, \`reboot\` and \`status\` of one running domain, ${plural(s.rounds, 'round')}. The
+\`off\`, \`reboot\` and \`status\` of one running domain, ${plural(s.rounds, 'round')} (\`status\`
+${STATUS_REPEATS} times per round: it is cheap, and its spread is near its size). The
 domain is started again (when needed) before each timed run, outside the
 timing, and its firmware boot let finish (its QEMU under 10% of a core; a
 TCG guest's first ~250 ms cost ~130 ms of CPU here, which would load
