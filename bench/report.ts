@@ -237,11 +237,12 @@ Why the rest is behind, or close to its bound:
   key parser with bcrypt-pbkdf, tweetnacl and asn1, the protocol, crypto and
   stream modules; V8 compiling the 0.76 MB bundle ~12 ms), the SSH connection
   and login ~20-40 ms, the broker ~2 ms.
-- **storm of 8 ≤ 1.2x** (1.2-1.7x across runs): the 8 plugins must start before
+- **storm of 8 ≤ 1.2x** (1.2-1.9x across runs): the 8 plugins must start before
   any destroy begins; 8 Node processes need ~1.3 s of CPU (~170 ms each),
-  ~0.6 s of wall time on 2 cores. On a ~1.9 s destroy that alone is ~1.3x;
-  fence_broker's longest fence inside the broker is no longer than a raw
-  destroy. fence_virt is far behind here (fence_virtd serialises: ~8x).
+  ~0.6 s of wall time on 2 cores. On a ~1.9 s destroy that alone is ~1.3x.
+  Inside the broker the longest of the 8 fences takes what 8 parallel raw
+  destroys take, give or take libvirt's 200 ms steps (1.5-2.1 s for both in
+  these runs). fence_virt is far behind here (fence_virtd serialises: ~8x).
   Closing it needs a lighter client per operation, or more cores than fences.
 - **front door p99** (met in the last runs, near its bound): CPU-bound. The
   broker spends ~1.8 ms of CPU per new connection (X25519 key exchange, an
@@ -252,7 +253,7 @@ Why the rest is behind, or close to its bound:
   binary, ~30 MB the policy's wasm memory (setData parses a JSON copy inside
   wasm; wasm memory never shrinks), and ~25-40 MB the live heap (config
   ~5 MB, key index ~2 MB).
-- **policy p50** (≤ 20 µs; 16-25 µs across runs): measured in its own process
+- **policy p50** (≤ 20 µs; 16-30 µs across runs): measured in its own process
   after the front door, on a machine at load average 5-11; p99, flatness and
   the ratio to \`opa run --server\` are met with margin.`;
 
