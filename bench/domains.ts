@@ -54,13 +54,16 @@ export async function removeBenchDomains(names: string[]): Promise<void> {
   }
 }
 
-/** Starts `name` if it is not running, and checks that it then is (once more after a libvirtd restart). */
-export async function ensureRunning(name: string): Promise<void> {
+/**
+ * Starts `name` if it is not running, and checks that it then is (once more
+ * after a libvirtd restart). Resolves to whether it had to start it.
+ */
+export async function ensureRunning(name: string): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
-    if ((await domstate(name)) === 'running') return;
+    if ((await domstate(name)) === 'running') return attempt > 1;
     const r = await virsh('start', name);
     const now = await domstate(name);
-    if (now === 'running') return;
+    if (now === 'running') return true;
     if (attempt >= 2 || (await libvirtUp()) || !(await libvirtBack())) {
       throw new Error(`cannot bring ${name} back to running for the next round (virsh start: exit ${r.exitCode} ${String(r.stderr).trim()}; state now ${now})`);
     }

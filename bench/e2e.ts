@@ -11,8 +11,6 @@ import type { Op, System } from './systems.js';
 
 export const OPS: Op[] = ['off', 'reboot', 'status'];
 const OP_TIMEOUT_MS = 90_000;
-/** Runs of `status` per system per round. */
-export const STATUS_REPEATS = 5;
 
 export interface Sample {
   /** Successful runs, ms. */
@@ -34,16 +32,15 @@ async function wrongOutcome(op: Op, system: string, domain: string, r: Timed): P
   return undefined;
 }
 
-export async function endToEnd(life: Lifecycle, all: System[], domain: string, rounds: number, broker: BenchBroker): Promise<E2EResult> {
+export async function endToEnd(life: Lifecycle, all: System[], domain: string, rounds: number, statusRepeats: number, broker: BenchBroker): Promise<E2EResult> {
   const result = Object.fromEntries(OPS.map((op) => [op, new Map(all.filter((s) => s.ops.includes(op)).map((s) => [s.name, { ms: [], errors: [], brokerMs: [] } as Sample]))])) as E2EResult;
   for (let round = 0; round < rounds; round++) {
     for (const op of OPS) {
       // status is cheap and its spread (tens of ms) is near its size: more samples per round, still interleaved.
-      const reps = op === 'status' ? STATUS_REPEATS : 1;
+      const reps = op === 'status' ? statusRepeats : 1;
       for (let rep = 0; rep < reps; rep++) for (const s of rotate(all.filter((x) => x.ops.includes(op)), round * reps + rep)) {
         life.phase = `end-to-end round ${round + 1}/${rounds}: ${op} by ${s.name}`;
-        await life.within(`bring ${domain} back to running`, ensureRunning(domain), 60_000);
-        await settled([domain]);
+        if (await life.within(`bring ${domain} back to running`, ensureRunning(domain), 60_000)) await settled([domain]);
         const r = await s.run(op, domain, life.boundMs(OP_TIMEOUT_MS));
         const sample = result[op].get(s.name) as Sample;
         const err = failure(`${s.name} ${op}`, r) ?? (await wrongOutcome(op, s.name, domain, r));

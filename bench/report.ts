@@ -5,7 +5,7 @@
 // checked-in file (it has its own bench, `npm run bench:coordination`).
 import { existsSync, readFileSync } from 'node:fs';
 import { projectPath } from '../common/paths.js';
-import { STATUS_REPEATS, type E2EResult, type Sample } from './e2e.js';
+import type { E2EResult, Sample } from './e2e.js';
 import type { FrontDoorResult } from './frontdoor.js';
 import type { Machine } from './machine.js';
 import type { PolicyResult } from './policy-run.js';
@@ -16,6 +16,8 @@ import { rawLabel, type Op } from './systems.js';
 export interface Settings {
   quick: boolean;
   rounds: number;
+  /** Runs of `status` per system per round (cheap, and its spread is near its size). */
+  statusRepeats: number;
   stormRounds: number;
   stormSize: number;
   fdDomains: number;
@@ -294,7 +296,7 @@ ${r.date}, ${s.quick ? 'quick' : 'full'} run, ${Math.round(r.durationS)} s in al
 
 - Machine: ${m.cpu}, ${m.cores} cores, ${m.memGiB.toFixed(1)} GiB, Linux ${m.kernel}; load average (1 / 5 / 15 min) ${m.loadStart} at the start.
 - Load average when each part started: ${r.loads.map(([k, v]) => `${k} ${v}`).join('; ')}.
-- Rounds: ${plural(s.rounds, 'round')} end to end (\`status\` ${STATUS_REPEATS} × per round), ${plural(s.stormRounds, 'storm')} per system; front door ${s.fdSlices} × ${s.fdSliceS} s per server.
+- Rounds: ${plural(s.rounds, 'round')} end to end (\`status\` ${s.statusRepeats} × per round), ${plural(s.stormRounds, 'storm')} per system; front door ${s.fdSlices} × ${s.fdSliceS} s per server.
 
 ${table(['component', 'version'], m.versions.map(([k, v]) => [k, v]), ['---', '---'])}
 
@@ -307,7 +309,7 @@ ${BEHIND}
 ## End to end: one real QEMU domain
 
 \`off\`, \`reboot\` and \`status\` of one running domain, ${plural(s.rounds, 'round')} (\`status\`
-${STATUS_REPEATS} times per round: it is cheap, and its spread is near its size). The
+${s.statusRepeats} times per round: it is cheap, and its spread is near its size). The
 domain is started again (when needed) before each timed run, outside the
 timing, and its firmware boot let finish (its QEMU under 10% of a core; a
 TCG guest's first ~250 ms cost ~130 ms of CPU here, which would load

@@ -32,8 +32,8 @@ const { values: args } = parseArgs({
 });
 const quick = args.quick === true;
 const settings: Settings = quick
-  ? { quick, rounds: 1, stormRounds: 1, stormSize: 8, fdDomains: 1_000, fdKeys: 400, fdClients: 10, fdSlices: 1, fdSliceS: 3, policyIter: 5_000, policyServerIter: 200 }
-  : { quick, rounds: 5, stormRounds: 5, stormSize: 8, fdDomains: 10_000, fdKeys: 4_000, fdClients: 50, fdSlices: 3, fdSliceS: 10, policyIter: 50_000, policyServerIter: 2_000 };
+  ? { quick, rounds: 1, statusRepeats: 1, stormRounds: 1, stormSize: 8, fdDomains: 1_000, fdKeys: 400, fdClients: 10, fdSlices: 1, fdSliceS: 3, policyIter: 5_000, policyServerIter: 200 }
+  : { quick, rounds: 5, statusRepeats: 5, stormRounds: 5, stormSize: 8, fdDomains: 10_000, fdKeys: 4_000, fdClients: 50, fdSlices: 3, fdSliceS: 10, policyIter: 50_000, policyServerIter: 2_000 };
 if (args.rounds !== undefined) {
   const n = Number(args.rounds);
   if (!Number.isInteger(n) || n < 1 || n > 50) throw new Error(`--rounds ${args.rounds}: not a count in 1..50`);
@@ -81,7 +81,7 @@ try {
   const loads: [string, string][] = [];
   const all = systems({ broker, virtd, sshd });
   loads.push(['end to end', loadNow()]);
-  const e2e = await endToEnd(life, all, domains[0] as string, settings.rounds, broker);
+  const e2e = await endToEnd(life, all, domains[0] as string, settings.rounds, settings.statusRepeats, broker);
   loads.push(['storm', loadNow()]);
   const stormResult = await storm(life, all, domains, settings.stormRounds, broker);
 
