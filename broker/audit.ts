@@ -6,7 +6,7 @@
 // or its reply says the record is missing) instead of being retried for ever
 // behind the daemon's back. Refusals before a request exists are audited too,
 // at most one line per kind every 10 s with a count of those left out.
-import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino from 'pino';
 import type { Reason } from './policy/engine.js';
@@ -62,10 +62,31 @@ export interface Audit {
   close(): void;
 }
 
+/**
+ * Opens `path` for appending. A process killed in the middle of a write can
+ * leave a last line without its newline: end it, so the next line stands on
+ * its own (the torn one is skipped and reported by the journal's replay).
+ */
+function openForAppend(path: string): number {
+  const fd = openSync(path, 'a', 0o640);
+  const size = fstatSync(fd).size;
+  if (size > 0) {
+    const last = Buffer.alloc(1);
+    const rfd = openSync(path, 'r');
+    try {
+      readSync(rfd, last, 0, 1, size - 1);
+    } finally {
+      closeSync(rfd);
+    }
+    if (last[0] !== 0x0a) writeSync(fd, '\n');
+  }
+  return fd;
+}
+
 /** Opens the audit log for appending; throws (with the cause) when it cannot. */
 export function fileAudit(path: string, onError: (err: Error) => void = () => undefined): Audit {
   mkdirSync(dirname(path), { recursive: true });
-  let fd = openSync(path, 'a', 0o640);
+  let fd = openForAppend(path);
   const sink = {
     write(line: string): void {
       const bytes = Buffer.from(line);
@@ -103,7 +124,7 @@ export function fileAudit(path: string, onError: (err: Error) => void = () => un
       fsyncSync(fd);
     },
     reopen() {
-      const next = openSync(path, 'a', 0o640);
+      const next = openForAppend(path);
       closeSync(fd);
       fd = next;
     },

@@ -21,6 +21,8 @@ import { POLICIES_DIR, sourceRevision } from './policy/bundle.js';
 import { existsSync } from 'node:fs';
 import { toolstackFor } from './toolstack/index.js';
 import { removePidFile, writePidFile } from './pidfile.js';
+import { readAuditTail, replay } from './journal.js';
+import type { Coordination } from './coordination/index.js';
 
 // Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
 const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
@@ -44,6 +46,40 @@ function warnIfStale(config: Config, loaded: string): void {
   if (config.broker.policyBundle || !existsSync(POLICIES_DIR)) return;
   const sources = sourceRevision();
   if (sources !== loaded) log.warn({ loaded, sources }, 'policies/ differ from the loaded bundle; run `npm run build:policy`, then reload');
+}
+
+/**
+ * The audit log as the journal (journal.ts): fences cut short by the last
+ * process's death are reported, and local coordination takes back its race
+ * marks and storm counts. A failure here is logged, never fatal: the broker
+ * then knows less, as before this existed, and says so.
+ */
+function recover(config: Config, audit: Audit, coordination: Coordination): void {
+  const stormWindows = Object.values(config.clusters).map((c) => c.limits?.windowMs ?? 0);
+  // An outcome may come up to a request's deadline after its intent.
+  const lookbackMs = Math.max(config.broker.timeouts.fenceRaceMs, ...stormWindows) + config.broker.timeouts.requestMs + 5_000;
+  try {
+    const now = Date.now();
+    const tail = readAuditTail(config.broker.auditLog, lookbackMs, now);
+    const found = replay(tail.lines, now);
+    coordination.restore?.({
+      marks: found.marks,
+      fences: found.fences,
+      raceWindowMs: config.broker.timeouts.fenceRaceMs,
+      stormWindowMs: (cluster) => config.clusters[cluster]?.limits?.windowMs,
+    }, now);
+    for (const i of found.interrupted) {
+      const message = `${i.action} ${i.target} by ${i.cluster ?? '?'}/${i.node ?? '?'} (request ${i.request_id}, intent at ${i.intent_time}) has no outcome: the broker stopped while it ran; the domain may be off`;
+      log.warn({ interrupted: i }, message);
+      audit.event('interrupted', { ...i, message });
+    }
+    for (const t of tail.torn) log.warn({ torn: t }, `audit log: skipped a line that is not JSON at ${t.file}:${t.offset} (a write cut short)`);
+    const summary = { files: tail.files, bytes: tail.bytes, lines: tail.lines.length, lookback_s: Math.round(lookbackMs / 1000), marks: found.marks.length, storm_fences: found.fences.length, interrupted: found.interrupted.length, torn: tail.torn.length, torn_first: tail.torn.slice(0, 5) };
+    audit.event('replay', { ...summary, coordination: coordination.restore ? 'restored' : 'kept in the store' });
+    log.info(summary, 'audit log replayed');
+  } catch (err) {
+    log.error({ err }, 'audit log replay failed: race marks and storm counts of before the start are not known');
+  }
 }
 
 async function main(): Promise<number> {
@@ -105,6 +141,7 @@ async function main(): Promise<number> {
     }
   }
   const coordination = await coordinationFor(config);
+  recover(config, audit, coordination);
   const fencer = new Fencer(toolstack, {
       verifyMs: config.broker.timeouts.verifyMs,
       pollMs: 100,

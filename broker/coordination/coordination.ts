@@ -54,6 +54,14 @@ export interface HostInfo {
   at: string;
 }
 
+/** What a restarted broker read back from its audit log (journal.ts), for a coordination that lives in the process. */
+export interface Restorable {
+  marks: { target: string; holder: string; at: number }[];
+  fences: { cluster: string; target: string; at: number }[];
+  raceWindowMs: number;
+  stormWindowMs: (cluster: string) => number | undefined;
+}
+
 export interface Coordination {
   /** For logs and the ready line. */
   readonly describe: string;
@@ -62,6 +70,11 @@ export interface Coordination {
   claim(c: Claim): Promise<ClaimOutcome>;
   /** The power action ended; `fenced` when the target was confirmed off. */
   finish(c: Claim, fenced: boolean): Promise<void>;
+  /**
+   * Takes back what the audit log says this process knew before it stopped.
+   * Only local coordination has it: a fleet's marks live in the store.
+   */
+  restore?(state: Restorable, nowMs?: number): void;
   /** Publishes this host (a lease: it vanishes when the broker does). */
   publish(info: HostInfo): Promise<void>;
   /** Every host that published, or only this one for local. */

@@ -1,7 +1,7 @@
 // One host: the fence race and the storm count in this process (today's
 // behaviour, no dependency). Each step is synchronous, so two requests racing
 // to fence each other cannot both pass the claim.
-import { holderOf, type Claim, type ClaimOutcome, type Coordination, type HostInfo, type RaceFacts } from './coordination.js';
+import { holderOf, type Claim, type ClaimOutcome, type Coordination, type HostInfo, type RaceFacts, type Restorable } from './coordination.js';
 
 interface Mark {
   holder: string;
@@ -70,6 +70,29 @@ export class LocalCoordination implements Coordination {
       this.live(c.target);
     }
     return Promise.resolve();
+  }
+
+  /**
+   * Marks and storm counts read back from the audit log at start (journal.ts):
+   * what this process kept before a crash. Times are epoch ms; the windows
+   * run from them, so what has lapsed meanwhile is dropped at once.
+   */
+  restore(state: Restorable, nowMs = Date.now()): void {
+    const perf = (at: number) => performance.now() - (nowMs - at);
+    for (const m of [...state.marks].sort((a, b) => a.at - b.at)) {
+      const mark = this.marks.get(m.target);
+      if (mark && mark.inflight > 0) continue;
+      this.marks.set(m.target, { holder: m.holder, inflight: 0, fencedAt: perf(m.at), raceWindowMs: state.raceWindowMs });
+      this.live(m.target);
+    }
+    for (const f of state.fences) {
+      const window = state.stormWindowMs(f.cluster);
+      if (window === undefined) continue;
+      const m = this.fences.get(f.cluster) ?? new Map<string, number>();
+      m.set(f.target, Math.max(m.get(f.target) ?? 0, perf(f.at) + window));
+      this.fences.set(f.cluster, m);
+      this.recent(f.cluster);
+    }
   }
 
   publish(info: HostInfo): Promise<void> {
