@@ -176,6 +176,7 @@ async function main(): Promise<number> {
     }
   };
   reload = () => {
+    log.info('reloading (SIGHUP)');
     // logrotate: the old file was moved away; appends go to a new one from now on.
     try {
       audit.reopen();

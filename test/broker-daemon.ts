@@ -35,6 +35,10 @@ export interface Daemon {
   /** The last `chars` of the daemon's log (stderr), for a failure message. */
   logTail(chars?: number): string;
   stop(): Promise<void>;
+  /** A crash: SIGKILL, and wait until the process is gone. */
+  kill9(): Promise<void>;
+  /** Starts the daemon again on the same folder (config, host key, audit log, sim state), as systemd's Restart= would. */
+  restart(): Promise<Daemon>;
   process: ResultPromise;
 }
 
@@ -90,6 +94,11 @@ export async function startDaemon(opts: {
   writeFileSync(join(dir, 'clusters.yaml'), lines.join('\n') + '\n');
   if (opts.simDomains) writeFileSync(join(dir, 'sim.json'), JSON.stringify({ domains: opts.simDomains }));
 
+  return launch(dir, opts);
+}
+
+async function launch(dir: string, opts: { auditLog?: string; env?: Record<string, string> }): Promise<Daemon> {
+  const keyFile = (name: string) => join(dir, `key-${name}`);
   const config = join(dir, 'clusters.yaml');
   const child = execa('node', [projectPath('dist', 'broker', 'main.js'), '--config', config], { reject: false, buffer: false, stderr: 'pipe', ...(opts.env ? { env: opts.env } : {}) });
   let log = '';
@@ -181,5 +190,10 @@ export async function startDaemon(opts: {
       // The daemon must stop by itself on SIGTERM: nothing (a timer, a socket, the log) may hold it.
       if (r.isForcefullyTerminated || r.exitCode !== 0) throw new Error(`daemon did not stop cleanly on SIGTERM (exit ${r.exitCode}, signal ${r.signal}, forced ${r.isForcefullyTerminated}, ${r.durationMs} ms): ${log.slice(-2000)}`);
     },
+    kill9: async () => {
+      child.kill('SIGKILL');
+      await child;
+    },
+    restart: () => launch(dir, opts),
   };
 }
