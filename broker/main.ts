@@ -23,6 +23,7 @@ import { toolstackFor } from './toolstack/index.js';
 import { removePidFile, writePidFile } from './pidfile.js';
 import { readAuditTail, replay } from './journal.js';
 import type { Coordination } from './coordination/index.js';
+import { systemdNotifier } from './systemd.js';
 
 // Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
 const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
@@ -95,6 +96,8 @@ async function main(): Promise<number> {
   let reload: () => void = () => (reloadPending = true);
   let reloadPending = false;
   process.on('SIGHUP', () => reload());
+  // Under a Type=notify unit (NOTIFY_SOCKET set); otherwise it does nothing.
+  const notify = systemdNotifier((err) => log.warn({ err }, err.message));
   let configPath: string | undefined;
   try {
     configPath = parseArgs({ options: { config: { type: 'string' } }, strict: true }).values.config;
@@ -186,6 +189,7 @@ async function main(): Promise<number> {
     // Every reload attempt leaves one audit event naming what ran before and
     // after (or why nothing changed). Requests already running keep the engine
     // they started with: Broker.handle reads it once, at arrival.
+    notify.reloading();
     const before = { config_sha256: state.config.sha256, policy: state.engine.revision, policy_sha256: state.engine.sha256 };
     load(configPath)
       .then((next) => {
@@ -200,11 +204,13 @@ async function main(): Promise<number> {
         const after = { config_sha256: next.config.sha256, policy: next.engine.revision, policy_sha256: next.engine.sha256 };
         auditReload({ ok: true, pid: process.pid, old: before, new: after, connections_closed: revoked, ...(restartOnly ? { broker_settings_need_restart: true } : {}) });
         log.info({ policy: next.engine.revision, connections_closed: revoked, memory_mib: memoryMiB() }, 'reloaded');
+        notify.ready(`reloaded; policy ${next.engine.revision}`);
       })
       .catch((e: unknown) => {
         const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : '';
         auditReload({ ok: false, pid: process.pid, error: `${e instanceof Error ? e.message : String(e)}${cause}`, kept: before });
         log.error({ err: e }, 'reload failed; keeping the running config and policy');
+        notify.ready(`reload failed, running the previous config: ${e instanceof Error ? e.message : String(e)}`);
       });
   };
   // The fleet view (etcd only; one host alone has no fleet): what this host
@@ -231,8 +237,10 @@ async function main(): Promise<number> {
     { listen: `${config.broker.listen.host}:${door.port}`, memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
     'fence-broker ready',
   );
+  notify.ready(`serving on ${config.broker.listen.host}:${door.port}; policy ${state.engine.revision}`);
   if (reloadPending) reload();
   await stopping;
+  const notified = notify.stopping();
   stopPublishing();
   await door.close();
   toolstack.close?.();
@@ -244,6 +252,7 @@ async function main(): Promise<number> {
     log.error({ err: e }, 'audit log: stop line not written');
   }
   if (pidFile) removePidFile(pidFile);
+  await notified;
   log.info('stopped');
   return 0;
 }

@@ -2,7 +2,7 @@
 # Installs and starts the real components the tests drive (DESIGN.md §8):
 # libvirt + QEMU (started by hand: these machines have no systemd or dbus),
 # cluster-glue, pacemaker + corosync and heartbeat (run in namespaces by test/cluster/), fence-agents,
-# fence-virt, OpenSSH, xmllint, pcs and crmsh, systemd (only for systemd-analyze verify of the unit; nothing starts it).
+# fence-virt, OpenSSH, xmllint, pcs and crmsh, systemd (for systemd-analyze verify of the unit, and systemd-notify; nothing starts it).
 # Idempotent; needs root. Prints what it did to stderr.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "system-setup: not root; skipping (tests needing these parts will say so)" >&2; exit 0; fi
@@ -10,6 +10,7 @@ if [ "$(id -u)" != 0 ]; then echo "system-setup: not root; skipping (tests needi
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
       cluster-glue heartbeat pacemaker pacemaker-cli-utils corosync fence-agents fence-virt fence-virtd iproute2 etcd-server etcd-client
       libxml2-utils openssh-client openssh-server systemd
+      python3  # the test's notify socket (AF_UNIX datagrams, sender credentials): Node has no such socket
       pcs crmsh)  # fencectl pacemaker --format pcs|crm, applied to offline CIB files; pcsd is never started
 missing=()
 for p in "${PKGS[@]}"; do
