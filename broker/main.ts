@@ -21,6 +21,7 @@ import { POLICIES_DIR, sourceRevision } from './policy/bundle.js';
 import { existsSync } from 'node:fs';
 import { toolstackFor } from './toolstack/index.js';
 import { removePidFile, writePidFile } from './pidfile.js';
+import { Metrics } from './metrics.js';
 
 // Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
 const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
@@ -81,11 +82,26 @@ async function main(): Promise<number> {
     return 2;
   }
   const { config } = state;
+  // Metrics (off unless configured): served from here on, so a listener that
+  // cannot be had refuses the start; the parts made below report to it.
+  const metrics = config.broker.metrics ? new Metrics({ toolstack: config.broker.toolstack.type, coordination: config.broker.coordination.type }, (err) => log.error({ err }, err.message)) : undefined;
+  if (metrics && config.broker.metrics) {
+    try {
+      log.info({ metrics: await metrics.listen(config.broker.metrics.listen) }, 'metrics listening');
+    } catch (e) {
+      process.stderr.write(`fence-broker: refusing to start: ${(e as Error).message}\n`);
+      return 2;
+    }
+  }
   const toolstack = toolstackFor(config);
   // The audit log must take a flushed line before anything is served: no fence without a record.
   let audit: Audit;
   try {
-    audit = fileAudit(config.broker.auditLog, (err) => log.error({ err }, 'audit write failed'));
+    audit = fileAudit(config.broker.auditLog, (err) => {
+      metrics?.auditFailed('refusal');
+      log.error({ err }, 'audit write failed');
+    });
+    if (metrics) audit = metrics.watchAudit(audit);
     audit.event('start', { pid: process.pid, policy: state.engine.revision, policy_sha256: state.engine.sha256, config: config.file, config_sha256: config.sha256 });
   } catch (e) {
     log.error({ err: e }, 'cannot write the audit log');
@@ -104,11 +120,13 @@ async function main(): Promise<number> {
       return 2;
     }
   }
-  const coordination = await coordinationFor(config);
+  const store = await coordinationFor(config);
+  const coordination = metrics ? metrics.watchCoordination(store) : store;
   const fencer = new Fencer(toolstack, {
       verifyMs: config.broker.timeouts.verifyMs,
       pollMs: 100,
       queue: { maxReads: config.broker.limits.maxReadsPerDomain, maxPower: config.broker.limits.maxPowerPerDomain },
+      observer: metrics?.fencer,
   });
   const broker = new Broker({
     policy: () => state.engine,
@@ -120,6 +138,7 @@ async function main(): Promise<number> {
     requestTimeoutMs: config.broker.timeouts.requestMs,
     maxQueuePerIdentity: config.broker.limits.maxQueuePerIdentity,
     reportError: (err) => log.error({ err }, err.message),
+    observer: metrics?.broker,
   });
   const door = await startFrontDoor({
     host: config.broker.listen.host,
@@ -131,7 +150,9 @@ async function main(): Promise<number> {
     refused: (r) => audit.refusal(r),
     log,
   });
+  metrics?.read({ policy: () => state.engine, inProgress: () => broker.inProgressCounts(), queues: () => fencer.queueDepths(), connections: () => door.counts() });
   const auditReload = (fields: Record<string, unknown>): void => {
+    metrics?.reloaded(fields.ok === true);
     try {
       audit.event('reload', fields);
     } catch (e) {
@@ -197,6 +218,7 @@ async function main(): Promise<number> {
   await stopping;
   stopPublishing();
   await door.close();
+  await metrics?.close();
   toolstack.close?.();
   await coordination.close().catch((e: unknown) => log.warn({ err: e }, 'coordination: close failed'));
   try {
