@@ -57,6 +57,11 @@ export class Metrics {
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
     // local cannot fail; etcd says once it was asked (the fleet publishing asks every 5 s).
     if (labels.coordination === 'local') this.coordUp.set({ type: 'local' }, 1);
+    // The series the alert rules (contrib/fence-broker.rules.yml) watch exist
+    // from the start, at 0: a counter born at 1 would show no increase.
+    for (const action of ['off', 'reset']) for (const outcome of ['failed', 'dropped']) this.fences.zero({ toolstack: labels.toolstack, action, outcome });
+    for (const result of ['ok', 'failed']) this.reloads.inc({ result }, 0);
+    for (const record of ['request', 'intent', 'refusal', 'event', 'reopen']) this.auditFailures.inc({ record }, 0);
     this.reloadOk.set(1);
     this.reloadOkAt.setToCurrentTime();
     const self = this;
