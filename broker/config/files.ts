@@ -70,7 +70,8 @@ export function fileProblems(config: Config, defaultBundle: string, uid: number 
       const say = (m: string) => problems.push({ key: f.key, message: `${f.what} ${path}: ${m}` });
       if (f.hostKey && st.isSymbolicLink()) say('is a symlink; the host key must be a regular file');
       else if (f.socket ? !st.isSocket() : !st.isFile() && !st.isSymbolicLink()) say(f.socket ? 'is not a socket (the daemon replaces only a stale socket of its own)' : 'is not a regular file');
-      if (st.mode & 0o022) say(`is writable by ${writers(st.mode)} (mode ${(st.mode & 0o777).toString(8)}); chmod go-w`);
+      // A socket's write bit is leave to connect (the metrics socket is 0660 on purpose); the directories guard it.
+      if (st.mode & 0o022 && !f.socket) say(`is writable by ${writers(st.mode)} (mode ${(st.mode & 0o777).toString(8)}); chmod go-w`);
       const owner = f.hostKey ? (st.uid === uid ? undefined : `owned by uid ${st.uid}, not the broker's user (uid ${uid})`) : ownerProblem(st, uid);
       if (owner) say(owner);
     }
