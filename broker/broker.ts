@@ -71,15 +71,15 @@ export class Broker {
 
   constructor(private readonly deps: BrokerDeps) {}
 
-  /** Requests in progress: in all, how many identities have some, and the most of one identity (its bound: maxQueuePerIdentity). */
-  inProgressCounts(): { requests: number; identities: number; maxOfOne: number } {
+  /** Requests in progress: in all, and the most of one identity (its bound: maxQueuePerIdentity). */
+  inProgressCounts(): { requests: number; maxOfOne: number } {
     let requests = 0;
     let maxOfOne = 0;
     for (const n of this.inProgress.values()) {
       requests += n;
       maxOfOne = Math.max(maxOfOne, n);
     }
-    return { requests, identities: this.inProgress.size, maxOfOne };
+    return { requests, maxOfOne };
   }
 
   async handle(who: Identity, peer: string, command: string, ctx: RequestContext = {}): Promise<Handled> {

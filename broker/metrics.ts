@@ -19,7 +19,7 @@ import type { FencerObserver, FenceResult } from './fencer.js';
 /** What is read at scrape time: queue depths, connections, the policy running. */
 export interface MetricsSources {
   policy: () => { revision: string; sha256: string };
-  inProgress: () => { requests: number; identities: number; maxOfOne: number };
+  inProgress: () => { requests: number; maxOfOne: number };
   queues: () => { domains: number; reads: number; power: number; maxReads: number; maxPower: number };
   connections: () => { unauthenticated: number; authenticated: number };
 }
@@ -64,8 +64,8 @@ export class Metrics {
     for (const record of ['request', 'intent', 'refusal', 'event', 'reopen']) this.auditFailures.inc({ record }, 0);
     this.reloadOk.set(1);
     this.reloadOkAt.setToCurrentTime();
-    const self = this;
-    const read = <T>(f: (s: MetricsSources) => T): T | undefined => (self.sources ? f(self.sources) : undefined);
+    // Read at scrape time (an arrow: `this` is the Metrics; inside collect() it is the gauge).
+    const read = <T>(f: (s: MetricsSources) => T): T | undefined => (this.sources ? f(this.sources) : undefined);
     new Gauge({ name: `${P}policy_info`, help: 'The policy running: revision and sha256 of its bundle (value 1).', labelNames: ['revision', 'sha256'], registers: [this.registry], collect() {
       this.reset();
       const p = read((s) => s.policy());
