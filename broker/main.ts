@@ -13,6 +13,7 @@ import type { Config } from './config/load.js';
 import { answerConfigLoad, loadConfigIsolated } from './config/isolated.js';
 import { fileURLToPath } from 'node:url';
 import { Fencer } from './fencer.js';
+import { Metrics } from './metrics.js';
 import { loadOrCreateHostKey, startFrontDoor } from './frontdoor.js';
 import { IdentityIndex } from './identity/index.js';
 import type { PolicyEngine } from './policy/engine.js';
@@ -21,7 +22,6 @@ import { POLICIES_DIR, sourceRevision } from './policy/bundle.js';
 import { existsSync } from 'node:fs';
 import { toolstackFor } from './toolstack/index.js';
 import { removePidFile, writePidFile } from './pidfile.js';
-import { Metrics } from './metrics.js';
 
 // Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
 const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
