@@ -25,6 +25,14 @@ export interface Handled {
 export interface RequestContext {
   /** Fires when the client goes away (channel or connection closed). */
   gone?: AbortSignal;
+  /** Which door it came through ("ssh"); each door names itself, for the metrics. */
+  door?: string;
+}
+
+/** What a watcher (the metrics) hears about requests: no tenant secrets, only what an admin counts by. */
+export interface BrokerObserver {
+  /** One per request, with its audit line's outcome; `cluster` is null for admins. */
+  request(r: { door: string; cluster: string | null; action: string | null; decision: AuditRecord['decision']; code: string; durationMs: number }): void;
 }
 
 /** Reasons that would tell a tenant whether someone else's domain exists. */
@@ -47,6 +55,7 @@ export interface BrokerDeps {
   maxQueuePerIdentity: number;
   /** Where errors nobody else will see go (the daemon log). */
   reportError?: (err: Error) => void;
+  observer?: BrokerObserver;
 }
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
@@ -61,6 +70,17 @@ export class Broker {
   private readonly inProgress = new Map<string, number>();
 
   constructor(private readonly deps: BrokerDeps) {}
+
+  /** Requests in progress: in all, and the most of one identity (its bound: maxQueuePerIdentity). */
+  inProgressCounts(): { requests: number; maxOfOne: number } {
+    let requests = 0;
+    let maxOfOne = 0;
+    for (const n of this.inProgress.values()) {
+      requests += n;
+      maxOfOne = Math.max(maxOfOne, n);
+    }
+    return { requests, maxOfOne };
+  }
 
   async handle(who: Identity, peer: string, command: string, ctx: RequestContext = {}): Promise<Handled> {
     const t0 = performance.now();
@@ -112,6 +132,7 @@ export class Broker {
       this.deps.reportError?.(e);
       out.reply.message += `; WARNING: the audit log could not be written (${errorText(err)})`;
     }
+    this.deps.observer?.request({ door: ctx.door ?? 'unknown', cluster: record.cluster, action: record.action, decision: record.decision, code: record.code, durationMs: record.duration_ms });
     return out;
   }
 

@@ -80,6 +80,18 @@ export class DomainQueue {
     return this.lanes.size;
   }
 
+  /** Work waiting or running, in all and on the busiest domain (against maxReads / maxPower), for the metrics. */
+  depths(): { domains: number; reads: number; power: number; maxReads: number; maxPower: number } {
+    const d = { domains: this.lanes.size, reads: 0, power: 0, maxReads: 0, maxPower: 0 };
+    for (const lane of this.lanes.values()) {
+      d.reads += lane.reads;
+      d.power += lane.power;
+      d.maxReads = Math.max(d.maxReads, lane.reads);
+      d.maxPower = Math.max(d.maxPower, lane.power);
+    }
+    return d;
+  }
+
   /**
    * A read of `domain`. Joins the read in flight if there is one; otherwise
    * waits until no power action is queued, then runs `read` once for every

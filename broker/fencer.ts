@@ -41,6 +41,12 @@ export interface FencerOptions {
   pollMs: number;
   /** Per-domain queue bounds (default: 64 reads, 8 power actions). */
   queue?: QueueLimits;
+  /** Hears every action's result (the metrics: durations by action and outcome). */
+  observer?: FencerObserver;
+}
+
+export interface FencerObserver {
+  done(result: FenceResult): void;
 }
 
 /** Per request: fires when its deadline passes or its client goes away. */
@@ -98,7 +104,14 @@ export class Fencer {
       else if (err instanceof Dropped) result = { ok: false, state: 'unknown', message: `dropped before reaching the toolstack: ${err.message}`, dropped: true };
       else throw err;
     }
-    return { ...result, action, target, steps, durationMs: Math.round(performance.now() - t0) };
+    const out = { ...result, action, target, steps, durationMs: Math.round(performance.now() - t0) };
+    this.options.observer?.done(out);
+    return out;
+  }
+
+  /** The per-domain queues' depths (domain-queue.ts). */
+  queueDepths(): ReturnType<DomainQueue['depths']> {
+    return this.queue.depths();
   }
 
   /**

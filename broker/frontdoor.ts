@@ -30,6 +30,9 @@ export interface FrontDoorOptions {
   log: Logger;
 }
 
+/** This door's name in the metrics' door label (other doors name themselves). */
+export const DOOR = 'ssh';
+
 /** Beyond this an exec command is not even parsed: the channel is refused (the grammar's own limit is far lower). */
 const MAX_COMMAND_BYTES = 1024;
 
@@ -40,7 +43,7 @@ export interface FrontDoor {
    * same identity, aborting its requests. Returns how many were closed.
    */
   revoke(): number;
-  /** Connections by state, for tests and diagnostics. */
+  /** Connections by state, for tests, diagnostics and the metrics. */
   counts(): { unauthenticated: number; authenticated: number };
   close(): Promise<void>;
 }
@@ -245,7 +248,7 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
               kill();
               return;
             }
-            const { reply, exitCode } = await o.handle(who, peer, command, { gone: gone.signal });
+            const { reply, exitCode } = await o.handle(who, peer, command, { gone: gone.signal, door: DOOR });
             if (!gone.signal.aborted) {
               channel.write(JSON.stringify(reply) + '\n');
               channel.exit(exitCode);

@@ -13,6 +13,7 @@ import type { Config } from './config/load.js';
 import { answerConfigLoad, loadConfigIsolated } from './config/isolated.js';
 import { fileURLToPath } from 'node:url';
 import { Fencer } from './fencer.js';
+import { Metrics } from './metrics.js';
 import { loadOrCreateHostKey, startFrontDoor } from './frontdoor.js';
 import { IdentityIndex } from './identity/index.js';
 import type { PolicyEngine } from './policy/engine.js';
@@ -120,11 +121,26 @@ async function main(): Promise<number> {
     return 2;
   }
   const { config } = state;
+  // Metrics (off unless configured): served from here on, so a listener that
+  // cannot be had refuses the start; the parts made below report to it.
+  const metrics = config.broker.metrics ? new Metrics({ toolstack: config.broker.toolstack.type, coordination: config.broker.coordination.type }, (err) => log.error({ err }, err.message)) : undefined;
+  if (metrics && config.broker.metrics) {
+    try {
+      log.info({ metrics: await metrics.listen(config.broker.metrics.listen) }, 'metrics listening');
+    } catch (e) {
+      process.stderr.write(`fence-broker: refusing to start: ${(e as Error).message}\n`);
+      return 2;
+    }
+  }
   const toolstack = toolstackFor(config);
   // The audit log must take a flushed line before anything is served: no fence without a record.
   let audit: Audit;
   try {
-    audit = fileAudit(config.broker.auditLog, (err) => log.error({ err }, 'audit write failed'));
+    audit = fileAudit(config.broker.auditLog, (err) => {
+      metrics?.auditFailed('refusal');
+      log.error({ err }, 'audit write failed');
+    });
+    if (metrics) audit = metrics.watchAudit(audit);
     audit.event('start', { pid: process.pid, policy: state.engine.revision, policy_sha256: state.engine.sha256, config: config.file, config_sha256: config.sha256 });
   } catch (e) {
     log.error({ err: e }, 'cannot write the audit log');
@@ -143,12 +159,14 @@ async function main(): Promise<number> {
       return 2;
     }
   }
-  const coordination = await coordinationFor(config);
+  const store = await coordinationFor(config);
+  const coordination = metrics ? metrics.watchCoordination(store) : store;
   recover(config, audit, coordination);
   const fencer = new Fencer(toolstack, {
       verifyMs: config.broker.timeouts.verifyMs,
       pollMs: 100,
       queue: { maxReads: config.broker.limits.maxReadsPerDomain, maxPower: config.broker.limits.maxPowerPerDomain },
+      observer: metrics?.fencer,
   });
   const broker = new Broker({
     policy: () => state.engine,
@@ -160,6 +178,7 @@ async function main(): Promise<number> {
     requestTimeoutMs: config.broker.timeouts.requestMs,
     maxQueuePerIdentity: config.broker.limits.maxQueuePerIdentity,
     reportError: (err) => log.error({ err }, err.message),
+    observer: metrics?.broker,
   });
   const door = await startFrontDoor({
     host: config.broker.listen.host,
@@ -171,7 +190,9 @@ async function main(): Promise<number> {
     refused: (r) => audit.refusal(r),
     log,
   });
+  metrics?.read({ policy: () => state.engine, inProgress: () => broker.inProgressCounts(), queues: () => fencer.queueDepths(), connections: () => door.counts() });
   const auditReload = (fields: Record<string, unknown>): void => {
+    metrics?.reloaded(fields.ok === true);
     try {
       audit.event('reload', fields);
     } catch (e) {
@@ -243,6 +264,7 @@ async function main(): Promise<number> {
   const notified = notify.stopping();
   stopPublishing();
   await door.close();
+  await metrics?.close();
   toolstack.close?.();
   await coordination.close().catch((e: unknown) => log.warn({ err: e }, 'coordination: close failed'));
   try {

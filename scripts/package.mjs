@@ -11,7 +11,7 @@
 //   dist/policy/bundle.tar.gz     the prebuilt policy bundle (policy.wasm)
 //   schema/clusters.schema.json   read by the config loader
 //   plugin/                       the guest plugin: fence_broker, external/fence-broker
-//   contrib/                      systemd unit, logrotate, clusters.example.yaml
+//   contrib/                      systemd unit, logrotate, clusters.example.yaml, Prometheus alert rules
 //   README.md SECURITY.md THIRD-PARTY-LICENSES RELEASE install.sh
 // The runtime finds its files from its own location, two folders up
 // (common/paths.ts): keeping dist/broker, dist/policy and schema at the same
@@ -124,6 +124,7 @@ writeFileSync(join(out, 'plugin', 'package.json'), '{ "type": "commonjs" }\n');
 copy('contrib/fence-broker.service');
 copy('contrib/fence-broker.logrotate');
 copy('contrib/clusters.example.yaml');
+copy('contrib/fence-broker.rules.yml');
 copy('scripts/install.sh', 'install.sh', 0o755);
 copy('README.md');
 copy('SECURITY.md');

@@ -8,6 +8,7 @@ set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "system-setup: not root; skipping (tests needing these parts will say so)" >&2; exit 0; fi
 
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
+      prometheus  # promtool: check metrics (the /metrics output) and check/test rules (contrib/); the server is never started
       cluster-glue heartbeat pacemaker pacemaker-cli-utils corosync fence-agents fence-virt fence-virtd iproute2 etcd-server etcd-client
       libxml2-utils openssh-client openssh-server systemd
       python3  # the test's notify socket (AF_UNIX datagrams, sender credentials): Node has no such socket

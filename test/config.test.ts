@@ -112,6 +112,13 @@ const bad: Bad[] = [
   { kind: 'domain named by a bare number', text: base({ redDomains: 'red-1, "42"' }), line: 16, col: 22, message: /domain 42: a bare number is a domain id/ },
   { kind: 'xl config path not absolute', text: base({ toolstack: '    type: xl\n    domain_configs: { blue-1: blue-1.cfg }' }), line: 6, col: 31, message: /domain_configs\.blue-1: "blue-1\.cfg" must match \^\// },
   { kind: 'wrong type', text: base({ blueMore: '    allow_self_off: "yes"' }), line: 14, col: 21, message: /allow_self_off: must be boolean/ },
+  // The metrics listener: never an address a guest could reach.
+  { kind: 'metrics on every address', text: base({ listen: '127.0.0.1:2222\n  metrics: { listen: "0.0.0.0:9464" }' }), line: 3, col: 22, message: /broker\.metrics\.listen: 0\.0\.0\.0 is not a loopback address: the metrics must never be reachable from guests/ },
+  { kind: 'metrics on a non-loopback IPv6 address', text: base({ listen: '127.0.0.1:2222\n  metrics: { listen: "[fe80::1]:9464" }' }), line: 3, col: 22, message: /fe80::1 is not a loopback address/ },
+  { kind: 'metrics on a host name', text: base({ listen: '127.0.0.1:2222\n  metrics: { listen: "localhost:9464" }' }), line: 3, col: 22, message: /localhost is not an address literal: a name could resolve to an address guests reach/ },
+  { kind: 'metrics on a relative socket path', text: base({ listen: '127.0.0.1:2222\n  metrics: { listen: metrics.sock }' }), line: 3, col: 22, message: /metrics\.listen: expected 127\.0\.0\.1:PORT, \[::1\]:PORT or an absolute UNIX socket path/ },
+  { kind: 'metrics socket path too long', text: base({ listen: `127.0.0.1:2222\n  metrics: { listen: /run/${'s'.repeat(110)} }` }), line: 3, col: 22, message: /socket path of 115 bytes; a UNIX socket path has at most 107/ },
+  { kind: 'unknown metrics key', text: base({ listen: '127.0.0.1:2222\n  metrics: { listen: 127.0.0.1:9464, path: /metrics }' }), line: 3, col: 38, message: /unknown key "path" in broker\.metrics/ },
 ];
 
 for (const b of bad) {
@@ -125,6 +132,15 @@ for (const b of bad) {
     t.is(first?.slice(0, file.length + 1 + `${b.line}:${b.col}:`.length), `${file}:${b.line}:${b.col}:`, r.stderr);
   });
 }
+
+test('metrics: off when absent; loopback addresses and absolute socket paths accepted', (t) => {
+  t.is(parseConfig(base(), 'c.yaml').broker.metrics, undefined);
+  const listen = (v: string) => parseConfig(base({ listen: `127.0.0.1:2222\n  metrics: { listen: "${v}" }` }), 'c.yaml').broker.metrics?.listen;
+  t.deepEqual(listen('127.0.0.1:9464'), { host: '127.0.0.1', port: 9464 });
+  t.deepEqual(listen('127.0.0.53:0'), { host: '127.0.0.53', port: 0 }, 'all of 127/8 is loopback');
+  t.deepEqual(listen('[::1]:9464'), { host: '::1', port: 9464 });
+  t.deepEqual(listen('/run/fence-broker/metrics.sock'), { path: '/run/fence-broker/metrics.sock' });
+});
 
 test('an RSA key of 3072 bits is accepted', (t) => {
   t.notThrows(() => parseConfig(base({ opsKey: rsa3072 }), 'c.yaml'));

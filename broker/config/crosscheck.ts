@@ -4,12 +4,13 @@
 // listen address. Every problem located; then the Config is assembled.
 import { dirname, resolve } from 'node:path';
 import { hostname } from 'node:os';
+import { BlockList, isIP } from 'node:net';
 import { reservedDomainProblem } from '../../common/names.js';
 import { parsePublicKey, type PublicKey } from '../identity/keys.js';
 import type { Located } from './errors.js';
 import { ConfigError } from './errors.js';
 import { where, type Locator, type Path } from './locate.js';
-import { ALL_ACTIONS, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
+import { ALL_ACTIONS, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type MetricsListen, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
 
 /** The rules that span entries: one owner per domain, one identity per key, node domains owned. */
 export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Config, 'sha256'> {
@@ -78,6 +79,9 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Conf
   const listen = parseListen(raw.broker.listen);
   if (typeof listen === 'string') problems.push(loc.value(['broker', 'listen'], `broker.listen: ${listen}`));
 
+  const metrics = raw.broker.metrics === undefined ? undefined : metricsListen(raw.broker.metrics.listen);
+  if (typeof metrics === 'string') problems.push(loc.value(['broker', 'metrics', 'listen'], `broker.metrics.listen: ${metrics}`));
+
   const limits = readLimits(raw.broker.limits ?? {});
   if (limits.maxUnauthenticated >= limits.maxConnections) {
     problems.push(
@@ -85,7 +89,7 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Conf
     );
   }
 
-  if (problems.length || typeof listen === 'string') throw new ConfigError(problems);
+  if (problems.length || typeof listen === 'string' || typeof metrics === 'string') throw new ConfigError(problems);
 
   const toolstack: ToolstackConfig =
     raw.broker.toolstack.type === 'sim'
@@ -110,6 +114,7 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Conf
       limits,
       hostId: raw.broker.host_id ?? hostname(),
       coordination: coordinationOf(raw.broker.coordination, base),
+      metrics: metrics === undefined ? undefined : { listen: metrics },
     },
     clusters,
     admins,
@@ -140,6 +145,31 @@ function parseListen(listen: string): { host: string; port: number } | string {
   return { host, port };
 }
 
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+/** sun_path is 108 bytes on Linux, with its terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+
+/**
+ * The metrics listener: an absolute UNIX socket path, or a loopback address
+ * literal. Anything else could be reachable from guests, and a name could
+ * resolve elsewhere: refused.
+ */
+function metricsListen(listen: string): MetricsListen | string {
+  if (listen.startsWith('/')) {
+    const bytes = Buffer.byteLength(listen);
+    return bytes > MAX_SOCKET_PATH ? `socket path of ${bytes} bytes; a UNIX socket path has at most ${MAX_SOCKET_PATH}` : { path: listen };
+  }
+  const at = parseListen(listen);
+  if (typeof at === 'string') return at;
+  const family = isIP(at.host);
+  if (family === 0) return `${at.host} is not an address literal: a name could resolve to an address guests reach; use 127.0.0.1:PORT, [::1]:PORT or a UNIX socket path`;
+  if (!LOOPBACK.check(at.host, family === 4 ? 'ipv4' : 'ipv6')) {
+    return `${at.host} is not a loopback address: the metrics must never be reachable from guests; use 127.0.0.1:PORT, [::1]:PORT or a UNIX socket path (/run/fence-broker/metrics.sock)`;
+  }
+  return at;
+}
 
 /** Coordination settings, defaults filled in, TLS paths resolved against the config's folder. */
 function coordinationOf(raw: RawConfig['broker']['coordination'], base: string): CoordinationConfig {

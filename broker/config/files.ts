@@ -23,6 +23,8 @@ interface Trusted {
   /** Created by the daemon when missing (then only the directories are checked). */
   mayBeMissing: boolean;
   hostKey?: boolean;
+  /** A UNIX socket the daemon creates (the metrics): a socket, not a regular file, is expected there. */
+  socket?: boolean;
 }
 
 const statOrUndefined = (path: string): Stats | undefined => {
@@ -50,6 +52,7 @@ export function trustedFiles(config: Config, defaultBundle: string): Trusted[] {
     { path: b.auditLog, what: 'audit log', key: ['broker', 'audit_log'], mayBeMissing: true },
   ];
   if (b.policyVerificationKey) files.push({ path: b.policyVerificationKey, what: 'policy verification key', key: ['broker', 'policy_verification_key'], mayBeMissing: false });
+  if (b.metrics && 'path' in b.metrics.listen) files.push({ path: b.metrics.listen.path, what: 'metrics socket', key: ['broker', 'metrics', 'listen'], mayBeMissing: true, socket: true });
   if (b.toolstack.type === 'sim') files.push({ path: b.toolstack.state, what: 'sim state', key: ['broker', 'toolstack', 'state'], mayBeMissing: true });
   return files;
 }
@@ -66,8 +69,9 @@ export function fileProblems(config: Config, defaultBundle: string, uid: number 
     } else {
       const say = (m: string) => problems.push({ key: f.key, message: `${f.what} ${path}: ${m}` });
       if (f.hostKey && st.isSymbolicLink()) say('is a symlink; the host key must be a regular file');
-      else if (!st.isFile() && !st.isSymbolicLink()) say('is not a regular file');
-      if (st.mode & 0o022) say(`is writable by ${writers(st.mode)} (mode ${(st.mode & 0o777).toString(8)}); chmod go-w`);
+      else if (f.socket ? !st.isSocket() : !st.isFile() && !st.isSymbolicLink()) say(f.socket ? 'is not a socket (the daemon replaces only a stale socket of its own)' : 'is not a regular file');
+      // A socket's write bit is leave to connect (the metrics socket is 0660 on purpose); the directories guard it.
+      if (st.mode & 0o022 && !f.socket) say(`is writable by ${writers(st.mode)} (mode ${(st.mode & 0o777).toString(8)}); chmod go-w`);
       const owner = f.hostKey ? (st.uid === uid ? undefined : `owned by uid ${st.uid}, not the broker's user (uid ${uid})`) : ownerProblem(st, uid);
       if (owner) say(owner);
     }

@@ -79,6 +79,7 @@ export function schemaProblem(e: ErrorObject, loc: Locator): Located | undefined
     case 'pattern': {
       const last = path[path.length - 1];
       if (last === 'key') return loc.value(path, `${at}: not an OpenSSH public key line ("ssh-ed25519 AAAA... comment")`);
+      if (last === 'listen' && path[1] === 'metrics') return loc.value(path, `${at}: expected 127.0.0.1:PORT, [::1]:PORT or an absolute UNIX socket path`);
       if (last === 'listen') return loc.value(path, `${at}: expected host:port, e.g. 127.0.0.1:2222`);
       return loc.value(path, `${at}: ${JSON.stringify(loc.get(path))} must match ${String(e.params.pattern)}`);
     }

@@ -106,6 +106,9 @@ export type CoordinationConfig =
   | { type: 'local' }
   | { type: 'etcd'; endpoints: string[]; prefix: string; timeoutMs: number; tls?: { ca: string; cert?: string; key?: string } };
 
+/** Where the Prometheus metrics are served: loopback TCP or a UNIX socket, never a guest-reachable address. */
+export type MetricsListen = { host: string; port: number } | { path: string };
+
 export interface AdminConfig {
   name: string;
   key: PublicKey;
@@ -131,6 +134,8 @@ export interface Config {
     /** This host's name in the fleet. */
     hostId: string;
     coordination: CoordinationConfig;
+    /** The metrics endpoint; undefined: off (the default). */
+    metrics: { listen: MetricsListen } | undefined;
   };
   clusters: Record<string, ClusterConfig>;
   admins: Record<string, AdminConfig>;
@@ -150,6 +155,7 @@ export interface RawConfig {
     limits?: Record<string, number>;
     host_id?: string;
     coordination?: { type: 'local' } | { type: 'etcd'; endpoints: string[]; prefix?: string; timeout?: number; tls?: { ca: string; cert?: string; key?: string } };
+    metrics?: { listen: string };
   };
   clusters: Record<
     string,
