@@ -36,6 +36,29 @@ export const DOOR = 'ssh';
 /** Beyond this an exec command is not even parsed: the channel is refused (the grammar's own limit is far lower). */
 const MAX_COMMAND_BYTES = 1024;
 
+/**
+ * Everything the door negotiates, pinned so that an ssh2 upgrade cannot change
+ * it silently (README "Algorithms offered"; test/broker/ssh-algorithms.test.ts
+ * reads it back through OpenSSH). No compression: requests and replies are
+ * under a kilobyte, and ssh2's `zlib` inflates before authentication, where
+ * the packet limit bounds only the compressed size. No finite-field DH: an
+ * 8192-bit group costs the server ~100 times an X25519 exchange for a client
+ * that has not authenticated, and ssh2 advertises group exchange without
+ * implementing it as a server. SHA-2 encrypt-then-MAC only (the AEAD ciphers
+ * carry their own). ed25519 host keys only (loadOrCreateHostKey).
+ */
+export const SSH_ALGORITHMS = {
+  kex: ['curve25519-sha256', 'curve25519-sha256@libssh.org', 'ecdh-sha2-nistp256', 'ecdh-sha2-nistp384', 'ecdh-sha2-nistp521'],
+  serverHostKey: ['ssh-ed25519'],
+  cipher: ['chacha20-poly1305@openssh.com', 'aes256-gcm@openssh.com', 'aes128-gcm@openssh.com', 'aes256-ctr', 'aes192-ctr', 'aes128-ctr'],
+  hmac: ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com'],
+  compress: ['none'],
+} satisfies ssh2.Algorithms;
+
+/** Client-supplied names (auth methods, key algorithms, request names) go to the audit at most this long. */
+const MAX_CLIENT_NAME = 64;
+const clientName = (s: string): string => (s.length > MAX_CLIENT_NAME ? `${s.slice(0, MAX_CLIENT_NAME)}… (${s.length} chars)` : s);
+
 export interface FrontDoor {
   port: number;
   /**
@@ -73,6 +96,7 @@ export function loadOrCreateHostKey(path: string): { key: Buffer; fingerprint: s
   const key = readFileSync(path);
   const parsed = ssh2.utils.parseKey(key);
   if (parsed instanceof Error || Array.isArray(parsed)) throw new Error(`host key ${path}: ${parsed instanceof Error ? parsed.message : 'several keys'}`, { cause: parsed });
+  if (parsed.type !== 'ssh-ed25519') throw new Error(`host key ${path} is ${parsed.type}; the broker offers ed25519 host keys only (make one with ssh-keygen -t ed25519, then re-pin host_key_fingerprint on the nodes)`);
   return { key, fingerprint: fingerprintOf(parsed.getPublicSSH()), created };
 }
 
@@ -146,7 +170,7 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
     }
   };
 
-  const server = new ssh2.Server({ hostKeys: [o.hostKey], ident: 'fence-broker', highWaterMark: 64 * 1024 }, (client, info) => {
+  const server = new ssh2.Server({ hostKeys: [o.hostKey], algorithms: SSH_ALGORITHMS, ident: 'fence-broker', highWaterMark: 64 * 1024 }, (client, info) => {
     const peer = `${info.ip}:${info.port}`;
     const conn = conns.get(peer);
     if (!conn) {
@@ -181,7 +205,7 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
       }
       if (ctx.method !== 'publickey') {
         // "none" is how every client asks which methods exist; anything else is a real attempt.
-        if (ctx.method !== 'none') refuse('auth_method_refused', peer, { method: ctx.method });
+        if (ctx.method !== 'none') refuse('auth_method_refused', peer, { method: clientName(ctx.method) });
         ctx.reject(['publickey']);
         return;
       }
@@ -191,7 +215,7 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
         entry.key.type === ctx.key.algo.replace(/^rsa-sha2-(256|512)$/, 'ssh-rsa') &&
         timingSafeEqual(entry.key.getPublicSSH(), ctx.key.data);
       if (!entry || !sameKey) {
-        refuse('auth_unknown_key', peer, { fingerprint: fingerprintOf(ctx.key.data), algo: ctx.key.algo });
+        refuse('auth_unknown_key', peer, { fingerprint: fingerprintOf(ctx.key.data), algo: clientName(ctx.key.algo) });
         ctx.reject(['publickey']);
         return;
       }
@@ -305,7 +329,7 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
         rejectIt();
       });
       client.on('request', (_a, rejectIt, name) => {
-        refuse('channel_refused', peer, { fingerprint: conn.who?.fingerprint, request: String(name), why: 'no global requests' });
+        refuse('channel_refused', peer, { fingerprint: conn.who?.fingerprint, request: 'global', name: clientName(String(name)), why: 'no global requests' });
         rejectIt?.();
       });
     });

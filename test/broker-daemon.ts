@@ -32,6 +32,10 @@ export interface Daemon {
   reload(edit: (yaml: string) => string): Promise<Record<string, unknown>>;
   /** Resident set size of the daemon, KiB (from /proc). */
   rssKiB(): number;
+  /** Peak resident set size since start or the last resetPeakRss(), KiB (VmHWM). */
+  peakRssKiB(): number;
+  /** Starts a new peak: the kernel sets VmHWM to the current RSS (clear_refs 5). */
+  resetPeakRss(): void;
   /** The last `chars` of the daemon's log (stderr), for a failure message. */
   logTail(chars?: number): string;
   stop(): Promise<void>;
@@ -183,6 +187,8 @@ async function launch(dir: string, opts: { auditLog?: string; env?: Record<strin
       return JSON.parse(await outcome) as Record<string, unknown>;
     },
     rssKiB: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]),
+    peakRssKiB: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]),
+    resetPeakRss: () => writeFileSync(`/proc/${child.pid}/clear_refs`, '5'),
     logTail: (chars = 4000) => log.slice(-chars),
     stop: async () => {
       child.kill('SIGTERM');
