@@ -205,9 +205,10 @@ async function reloadEvent(file: string, from: number, pid: number, timeoutMs: n
       const fd = openSync(file, 'r');
       try {
         const buf = Buffer.alloc(size - offset);
-        readSync(fd, buf, 0, buf.length, offset);
-        offset = size;
-        const lines = (partial + buf.toString('utf8')).split('\n');
+        // Only what was read: the file may have been cut (logrotate's copytruncate) since the stat.
+        const n = readSync(fd, buf, 0, buf.length, offset);
+        offset += n;
+        const lines = (partial + buf.subarray(0, n).toString('utf8')).split('\n');
         partial = lines.pop() ?? '';
         for (const line of lines) {
           try {
