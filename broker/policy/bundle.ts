@@ -2,7 +2,7 @@
 // revision that is a hash of the Rego sources, so the audit log's revision names
 // exactly the text a reviewer read. The broker loads policy.wasm from it.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import * as tar from 'tar';
@@ -33,7 +33,20 @@ export function sourceRevision(dir: string = POLICIES_DIR): string {
 
 /** Finds the pinned opa (scripts/opa.sh); never installs from the broker. */
 export async function findOpa(): Promise<string> {
-  if (process.env.OPA) return process.env.OPA;
+  const named = process.env.OPA;
+  if (named) {
+    const hint = 'point $OPA at the opa binary, or unset it to use scripts/opa.sh';
+    try {
+      if (!statSync(named).isFile()) throw new Error(`$OPA=${named} is not a file; ${hint}`);
+      accessSync(named, constants.X_OK);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new Error(`$OPA=${named}: no such file; ${hint}`, { cause: e });
+      if (code === 'EACCES') throw new Error(`$OPA=${named} is not executable; ${hint}`, { cause: e });
+      throw e;
+    }
+    return named;
+  }
   const r = await execa('bash', [projectPath('scripts', 'opa.sh'), '--no-install'], { reject: false });
   if (r.exitCode !== 0) throw new Error(`opa not available: ${r.stderr.trim()}`);
   return r.stdout.trim();
@@ -52,10 +65,18 @@ export async function buildBundle(out: string = DEFAULT_BUNDLE, dir: string = PO
   );
   if (r.exitCode !== 0) {
     rmSync(tmp, { force: true });
-    throw new Error(`opa build failed (exit ${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}`);
+    throw new Error(`opa build failed: ${opaFailure(opa, r)}`);
   }
   renameSync(tmp, out);
   return revision;
+}
+
+/** Why an opa run failed: its own words, else how it ended (it could not start, was killed, said nothing). */
+export function opaFailure(opa: string, r: { exitCode?: number | undefined; signal?: string | undefined; timedOut: boolean; stdout: unknown; stderr: unknown; originalMessage?: string | undefined }): string {
+  const said = (String(r.stderr).trim() || String(r.stdout).trim()).slice(0, 2000);
+  if (r.timedOut) return `${opa} timed out${said ? `: ${said}` : ''}`;
+  if (r.exitCode === undefined) return `cannot run ${opa}: ${r.signal ? `killed by ${r.signal}` : (r.originalMessage ?? 'failed to start')}`;
+  return `${opa} exited ${r.exitCode}${said ? `: ${said}` : ' with no output'}`;
 }
 
 /** Every regular file of a bundle tarball, by name without the leading slash. */
