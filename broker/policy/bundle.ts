@@ -3,7 +3,7 @@
 // exactly the text a reviewer read. The broker loads policy.wasm from it.
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
 import * as tar from 'tar';
 import { projectPath } from '../../common/paths.js';
@@ -52,22 +52,30 @@ export async function findOpa(): Promise<string> {
   return r.stdout.trim();
 }
 
+/**
+ * Builds the bundle of the Rego folder `dir` into `out`. Reproducible: opa runs
+ * in `dir`'s parent and is given the folder by name alone, so the bundle and
+ * the wasm name the sources `policies/fencing.rego`, never this machine's
+ * path; opa itself writes the tarball in a fixed order with zero mtimes. Two
+ * clones at different paths build the same bytes.
+ */
 export async function buildBundle(out: string = DEFAULT_BUNDLE, dir: string = POLICIES_DIR): Promise<string> {
   const opa = await findOpa();
   const revision = sourceRevision(dir);
-  mkdirSync(dirname(out), { recursive: true });
+  const target = resolve(out);
+  mkdirSync(dirname(target), { recursive: true });
   // Built aside and renamed into place: a concurrent reader never sees half a bundle.
-  const tmp = `${out}.${process.pid}.tmp`;
+  const tmp = `${target}.${process.pid}.tmp`;
   const r = await execa(
     opa,
-    ['build', '-t', 'wasm', '-e', ENTRYPOINT, '-r', revision, '--ignore', '*_test.rego', '-o', tmp, dir],
-    { reject: false, env: { LC_ALL: 'C' }, timeout: 120_000 },
+    ['build', '-t', 'wasm', '-e', ENTRYPOINT, '-r', revision, '--ignore', '*_test.rego', '-o', tmp, basename(resolve(dir))],
+    { reject: false, env: { LC_ALL: 'C' }, timeout: 120_000, cwd: dirname(resolve(dir)) },
   );
   if (r.exitCode !== 0) {
     rmSync(tmp, { force: true });
     throw new Error(`opa build failed: ${opaFailure(opa, r)}`);
   }
-  renameSync(tmp, out);
+  renameSync(tmp, target);
   return revision;
 }
 
@@ -121,14 +129,18 @@ export async function readBundle(path: string, verificationKey?: string): Promis
 }
 
 /**
- * The default bundle, rebuilt first when it is missing or older than policies/.
- * A stale bundle is never used silently: without opa to rebuild it, this throws.
+ * The default bundle, rebuilt first when it is missing or older than policies/,
+ * or was built before builds were reproducible (its sources under a machine's
+ * absolute path, not `policies/`). A stale bundle is never used silently:
+ * without opa to rebuild it, this throws.
  */
 export async function currentBundle(): Promise<Bundle> {
   const want = sourceRevision();
   if (existsSync(DEFAULT_BUNDLE)) {
     const have = await readBundle(DEFAULT_BUNDLE);
-    if (have.revision === want) return have;
+    const names = [...(await readFiles(DEFAULT_BUNDLE)).keys()];
+    const reproducible = readdirSync(POLICIES_DIR).filter(isSource).every((f) => names.includes(`policies/${f}`));
+    if (have.revision === want && reproducible) return have;
   }
   await buildBundle(DEFAULT_BUNDLE);
   const built = await readBundle(DEFAULT_BUNDLE);
