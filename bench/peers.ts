@@ -112,20 +112,27 @@ export interface FenceVirtd extends Peer {
   keyFile: string;
 }
 
-/** fence_virtd in the foreground (-F) with its own config: tcp listener on 127.0.0.1, libvirt backend on qemu:///system. */
+/**
+ * fence_virtd in the foreground (-F) with its own config: tcp listener on 127.0.0.1
+ * (a free port), libvirt backend on qemu:///system, and its own pid file (-p):
+ * by default it takes /var/run/fence_virtd.pid and exits 1, silently, when a
+ * fence_virtd of the host holds that.
+ */
 export function startFenceVirtd(dir: string, timeoutMs: number): Promise<FenceVirtd> {
   mkdirSync(dir, { recursive: true });
   const keyFile = join(dir, 'fence_xvm.key');
   writeFileSync(keyFile, randomBytes(512), { mode: 0o600 });
   return onFreePort('fence_virtd', async (port) => {
     const conf = join(dir, 'fence_virt.conf');
+    // 0600: fence_virtd changes a readable config to that itself, and says so.
     writeFileSync(
       conf,
       `fence_virtd {\n  listener = "tcp";\n  backend = "libvirt";\n  module_path = "${FENCE_VIRT_MODULES}";\n}\n` +
         `listeners {\n  tcp {\n    key_file = "${keyFile}";\n    address = "127.0.0.1";\n    family = "ipv4";\n    port = "${port}";\n  }\n}\n` +
         `backends {\n  libvirt {\n    uri = "${URI}";\n  }\n}\n`,
+      { mode: 0o600 },
     );
-    const d = daemon(FENCE_VIRTD, ['-F', '-f', conf]);
+    const d = daemon(FENCE_VIRTD, ['-F', '-p', join(dir, 'fence_virtd.pid'), '-f', conf]);
     let exitCode: number | null | undefined;
     void d.exited.then((c) => (exitCode = c));
     // Ready once it answers a real request; nothing else tells (it logs to syslog).

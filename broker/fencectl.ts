@@ -6,7 +6,7 @@
 //   fencectl explain --config FILE --as CLUSTER/NODE | --as-admin NAME --all [--json]
 //   fencectl diff-policy --old BUNDLE_OR_DIR --new BUNDLE_OR_DIR [--config FILE] [--json]
 //   fencectl fleet   [--config FILE] [--json]
-//   fencectl keygen  --cluster C --node N [--out DIR] [--config FILE]
+//   fencectl keygen  --cluster C --node N [--out DIR (created 0700)] [--config FILE]
 //   fencectl heartbeat --cluster C [--identity-file PATH] [--config FILE]
 //   fencectl pacemaker --cluster C [--format cib|pcs|crm] [--identity-file PATH] [--config FILE]
 //   fencectl domains --fleet [--config FILE] [--json]
@@ -25,7 +25,7 @@ import { diffDecisions, domainsOf, formatChanges, formatMatrix, matrixOf, reques
 import { domainRows, formatDomainTable } from './domains.js';
 import { toolstackFor } from './toolstack/index.js';
 import { coordinationFor, type HostInfo } from './coordination/index.js';
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { livePid } from './pidfile.js';
 import { join, resolve } from 'node:path';
@@ -205,9 +205,10 @@ async function reloadEvent(file: string, from: number, pid: number, timeoutMs: n
       const fd = openSync(file, 'r');
       try {
         const buf = Buffer.alloc(size - offset);
-        readSync(fd, buf, 0, buf.length, offset);
-        offset = size;
-        const lines = (partial + buf.toString('utf8')).split('\n');
+        // Only what was read: the file may have been cut (logrotate's copytruncate) since the stat.
+        const n = readSync(fd, buf, 0, buf.length, offset);
+        offset += n;
+        const lines = (partial + buf.subarray(0, n).toString('utf8')).split('\n');
         partial = lines.pop() ?? '';
         for (const line of lines) {
           try {
@@ -383,7 +384,9 @@ async function keygen(args: string[]): Promise<number> {
   const config = configFrom(v);
   const cluster = config.clusters[v.cluster];
   if (cluster?.nodes[v.node]) throw new UsageError(`${config.file}: node ${v.node} of cluster ${v.cluster} already has a key; remove it first to replace it`);
-  const priv = resolve(join(String(v.out), v.node));
+  const dir = resolve(String(v.out));
+  outDir(dir);
+  const priv = join(dir, v.node);
   if (existsSync(priv) || existsSync(`${priv}.pub`)) throw new UsageError(`${priv} or ${priv}.pub exists; not overwritten`);
   const pair = generateEd25519(`${v.cluster}/${v.node}`);
   writeFileSync(priv, pair.private, { mode: 0o600, flag: 'wx' });
@@ -399,6 +402,18 @@ async function keygen(args: string[]): Promise<number> {
   out(`\nthen \`fencectl check\` and reload the broker (SIGHUP). On the node, install ${priv} as ${NODE_KEY_PATH} (0600) and use:`);
   out(`  ip=${address}\n  identity_file=${NODE_KEY_PATH}\n  host_key_fingerprint=${fingerprint}`);
   return 0;
+}
+
+/** keygen's --out: created (0700: it will hold private keys) when missing; else why it cannot be used. */
+function outDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
+    throw new Error(`--out ${dir}: cannot create the folder: ${why}`, { cause: e });
+  }
+  if (!statSync(dir).isDirectory()) throw new Error(`--out ${dir} exists and is not a folder`);
 }
 
 /** The host key's fingerprint, or undefined before the broker first started. */

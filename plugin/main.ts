@@ -3,10 +3,11 @@
 // is run under: fence_broker (fence-agents) or fence-broker (cluster-glue).
 //   fence_broker --install [--prefix DIR]   puts both faces where Pacemaker and
 //   cluster-glue look: /usr/sbin/fence_broker, /usr/lib/stonith/plugins/external/fence-broker
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, realpathSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { clusterGlue } from './cluster-glue.js';
 import { fenceAgents } from './fence-agents.js';
+import { readToEnd } from './stdin.js';
 
 const out = (s: string) => void process.stdout.write(s);
 const err = (s: string) => void process.stderr.write(s);
@@ -40,7 +41,7 @@ async function main(): Promise<number> {
   if (argv[0] === '--install') return install(argv.slice(1));
   const name = basename(process.argv[1] ?? '');
   if (name === 'fence-broker') return clusterGlue(argv, process.env, out, err);
-  return fenceAgents(argv, async () => (process.stdin.isTTY ? '' : readFileSync(0, 'utf8')), out, err);
+  return fenceAgents(argv, async () => (process.stdin.isTTY ? '' : readToEnd(process.stdin)), out, err);
 }
 
 main().then(

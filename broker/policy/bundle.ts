@@ -2,8 +2,8 @@
 // revision that is a hash of the Rego sources, so the audit log's revision names
 // exactly the text a reviewer read. The broker loads policy.wasm from it.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
 import * as tar from 'tar';
 import { projectPath } from '../../common/paths.js';
@@ -33,29 +33,58 @@ export function sourceRevision(dir: string = POLICIES_DIR): string {
 
 /** Finds the pinned opa (scripts/opa.sh); never installs from the broker. */
 export async function findOpa(): Promise<string> {
-  if (process.env.OPA) return process.env.OPA;
+  const named = process.env.OPA;
+  if (named) {
+    const hint = 'point $OPA at the opa binary, or unset it to use scripts/opa.sh';
+    try {
+      if (!statSync(named).isFile()) throw new Error(`$OPA=${named} is not a file; ${hint}`);
+      accessSync(named, constants.X_OK);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new Error(`$OPA=${named}: no such file; ${hint}`, { cause: e });
+      if (code === 'EACCES') throw new Error(`$OPA=${named} is not executable; ${hint}`, { cause: e });
+      throw e;
+    }
+    return named;
+  }
   const r = await execa('bash', [projectPath('scripts', 'opa.sh'), '--no-install'], { reject: false });
   if (r.exitCode !== 0) throw new Error(`opa not available: ${r.stderr.trim()}`);
   return r.stdout.trim();
 }
 
+/**
+ * Builds the bundle of the Rego folder `dir` into `out`. Reproducible: opa runs
+ * in `dir`'s parent and is given the folder by name alone, so the bundle and
+ * the wasm name the sources `policies/fencing.rego`, never this machine's
+ * path; opa itself writes the tarball in a fixed order with zero mtimes. Two
+ * clones at different paths build the same bytes.
+ */
 export async function buildBundle(out: string = DEFAULT_BUNDLE, dir: string = POLICIES_DIR): Promise<string> {
   const opa = await findOpa();
   const revision = sourceRevision(dir);
-  mkdirSync(dirname(out), { recursive: true });
+  const target = resolve(out);
+  mkdirSync(dirname(target), { recursive: true });
   // Built aside and renamed into place: a concurrent reader never sees half a bundle.
-  const tmp = `${out}.${process.pid}.tmp`;
+  const tmp = `${target}.${process.pid}.tmp`;
   const r = await execa(
     opa,
-    ['build', '-t', 'wasm', '-e', ENTRYPOINT, '-r', revision, '--ignore', '*_test.rego', '-o', tmp, dir],
-    { reject: false, env: { LC_ALL: 'C' }, timeout: 120_000 },
+    ['build', '-t', 'wasm', '-e', ENTRYPOINT, '-r', revision, '--ignore', '*_test.rego', '-o', tmp, basename(resolve(dir))],
+    { reject: false, env: { LC_ALL: 'C' }, timeout: 120_000, cwd: dirname(resolve(dir)) },
   );
   if (r.exitCode !== 0) {
     rmSync(tmp, { force: true });
-    throw new Error(`opa build failed (exit ${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}`);
+    throw new Error(`opa build failed: ${opaFailure(opa, r)}`);
   }
-  renameSync(tmp, out);
+  renameSync(tmp, target);
   return revision;
+}
+
+/** Why an opa run failed: its own words, else how it ended (it could not start, was killed, said nothing). */
+export function opaFailure(opa: string, r: { exitCode?: number | undefined; signal?: string | undefined; timedOut: boolean; stdout: unknown; stderr: unknown; originalMessage?: string | undefined }): string {
+  const said = (String(r.stderr).trim() || String(r.stdout).trim()).slice(0, 2000);
+  if (r.timedOut) return `${opa} timed out${said ? `: ${said}` : ''}`;
+  if (r.exitCode === undefined) return `cannot run ${opa}: ${r.signal ? `killed by ${r.signal}` : (r.originalMessage ?? 'failed to start')}`;
+  return `${opa} exited ${r.exitCode}${said ? `: ${said}` : ' with no output'}`;
 }
 
 /** Every regular file of a bundle tarball, by name without the leading slash. */
@@ -100,14 +129,18 @@ export async function readBundle(path: string, verificationKey?: string): Promis
 }
 
 /**
- * The default bundle, rebuilt first when it is missing or older than policies/.
- * A stale bundle is never used silently: without opa to rebuild it, this throws.
+ * The default bundle, rebuilt first when it is missing or older than policies/,
+ * or was built before builds were reproducible (its sources under a machine's
+ * absolute path, not `policies/`). A stale bundle is never used silently:
+ * without opa to rebuild it, this throws.
  */
 export async function currentBundle(): Promise<Bundle> {
   const want = sourceRevision();
   if (existsSync(DEFAULT_BUNDLE)) {
     const have = await readBundle(DEFAULT_BUNDLE);
-    if (have.revision === want) return have;
+    const names = [...(await readFiles(DEFAULT_BUNDLE)).keys()];
+    const reproducible = readdirSync(POLICIES_DIR).filter(isSource).every((f) => names.includes(`policies/${f}`));
+    if (have.revision === want && reproducible) return have;
   }
   await buildBundle(DEFAULT_BUNDLE);
   const built = await readBundle(DEFAULT_BUNDLE);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Config } from '../config/load.js';
 import type { Located } from '../config/errors.js';
-import { buildBundle, DEFAULT_BUNDLE, findOpa, POLICIES_DIR, readBundle, type Bundle } from './bundle.js';
+import { buildBundle, DEFAULT_BUNDLE, findOpa, opaFailure, POLICIES_DIR, readBundle, type Bundle } from './bundle.js';
 import { policyData } from './data.js';
 import { PolicyEngine } from './engine.js';
 
@@ -62,6 +62,6 @@ export async function checkRego(dir: string = POLICIES_DIR): Promise<Located[]> 
       message: `${e.code}: ${e.message}`,
     }));
   } catch {
-    return [{ file: dir, line: 1, col: 1, message: `opa check failed: ${(r.stderr || r.stdout).trim()}` }];
+    return [{ file: dir, line: 1, col: 1, message: `opa check failed: ${opaFailure(opa, r)}` }];
   }
 }

@@ -10,6 +10,11 @@
 // came before belongs to that command. Every word is single-quoted; names have
 // passed checkDomainName (no quote, space, `;`, `#`, `\`, no leading `-`), so
 // virsh's parser reads each as one literal word.
+//
+// A session is used once it has answered a first probe (the markers alone).
+// One that ends or stays silent before that (a `command:` wrapper that is not
+// interactive, or virsh that cannot connect: it exits at start then) runs that
+// call as its own process, and the pool starts no session for a while.
 import { execa, type ResultPromise } from 'execa';
 import { abortReason } from '../abort.js';
 import { run, ToolstackError, type CallOptions, type RunResult } from './toolstack.js';
@@ -20,6 +25,11 @@ const NOTICE = /^error: (Disconnected from \S+ due to .*|Reconnected to the hype
 const ECHO = /^virsh [#$>] /;
 /** A session idle this long is ended; the next call starts one (~15 ms). */
 const IDLE_MS = 60_000;
+/** A session must answer its probe within this (never more than half a call's time; it starts in ~15 ms). */
+const START_MS = 5_000;
+/** After a session failed to start, calls run as processes this long, doubling up to an hour while starts keep failing. */
+const RETRY_MS = 60_000;
+const RETRY_MAX_MS = 3_600_000;
 
 interface Pending {
   mark: string;
@@ -35,7 +45,13 @@ class Session {
   private pending: Pending | undefined;
   private idle: NodeJS.Timeout | undefined;
   dead = false;
+  /** Its process has exited: known at once, before its pipes close and `dead` is set. */
+  private exited = false;
+  /** Taken by a call of the pool, from its pick to its answer. */
+  inUse = false;
   readonly child: ResultPromise;
+  /** Settles when the session answered its probe: resolved, or rejected with why it did not. */
+  readonly ready: Promise<RunResult>;
 
   constructor(command: string, uri: string, private readonly onDead: (s: Session) => void) {
     this.child = execa(command, ['-q', '-c', uri], {
@@ -54,14 +70,22 @@ class Session {
       this.settle();
     });
     this.child.stdin?.on('error', () => undefined);
+    this.child.once('exit', () => void (this.exited = true));
     void this.child.then((r) => this.die(new Error(`virsh session ${r.signal ? `killed by ${r.signal}` : `ended (exit ${r.exitCode})`}: ${this.err.trim().split(`\n`).at(-1) ?? ``}`)));
+    this.ready = this.call([]);
+    this.ready.catch(() => undefined);
   }
 
   get busy(): boolean {
-    return this.pending !== undefined;
+    return this.inUse || this.pending !== undefined;
   }
 
-  /** One command; rejects when the session dies under it. Timeouts and aborts are the pool's. */
+  /** Free for a call: idle and alive. */
+  get free(): boolean {
+    return !this.busy && !this.dead && !this.exited;
+  }
+
+  /** One command (none: the markers alone, a probe); rejects when the session dies under it. Timeouts and aborts are the pool's. */
   call(words: string[]): Promise<RunResult> {
     if (this.dead) return Promise.reject(new Error('virsh session is gone'));
     clearTimeout(this.idle);
@@ -71,7 +95,8 @@ class Session {
     const mark = `${id}END`;
     return new Promise<RunResult>((resolve, reject) => {
       this.pending = { mark, errMark: `error: ${mark}\n`, resolve, reject };
-      this.child.stdin?.write(`${words.map((w) => `'${w}'`).join(' ')}\necho --err '${id}'END\necho '${id}'END\n`);
+      const line = words.length ? `${words.map((w) => `'${w}'`).join(' ')}\n` : '';
+      this.child.stdin?.write(`${line}echo --err '${id}'END\necho '${id}'END\n`);
     });
   }
 
@@ -127,6 +152,11 @@ class Session {
  */
 export class VirshSessions {
   private readonly sessions = new Set<Session>();
+  /** No session is started before this (performance.now()), after one failed to start. */
+  private retryAt = 0;
+  private retryMs = RETRY_MS;
+  /** Why the last session failed to start, while calls run as processes because of it. */
+  fallback: string | undefined;
 
   constructor(
     private readonly command: string,
@@ -137,13 +167,27 @@ export class VirshSessions {
   async run(words: string[], timeoutMs: number, o: CallOptions = {}): Promise<RunResult> {
     const argv = [this.command, '--quiet', '-c', this.uri, ...words];
     if (o.signal?.aborted) throw new ToolstackError(argv, `not run: ${abortReason(o.signal)}`);
-    let session = [...this.sessions].find((s) => !s.busy && !s.dead);
-    if (!session && this.sessions.size < this.max) {
-      session = new Session(this.command, this.uri, (s) => this.sessions.delete(s));
-      this.sessions.add(session);
+    let s = [...this.sessions].find((x) => x.free);
+    if (!s && this.sessions.size < this.max && performance.now() >= this.retryAt) {
+      s = new Session(this.command, this.uri, (x) => this.sessions.delete(x));
+      this.sessions.add(s);
+      s.inUse = true;
+      const why = await started(s, Math.min(START_MS, timeoutMs / 2), o.signal);
+      if (why !== undefined) {
+        s.end(true);
+        if (o.signal?.aborted) throw new ToolstackError(argv, `killed: ${abortReason(o.signal)}`);
+        this.fallback = why;
+        this.retryAt = performance.now() + this.retryMs;
+        this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+        // The call keeps its whole bound as a process: a failed start adds at
+        // most half of it, once per retry period, and the request's deadline still holds.
+        return run(argv, timeoutMs, o);
+      }
+      this.fallback = undefined;
+      this.retryMs = RETRY_MS;
     }
-    if (!session) return run(argv, timeoutMs, o);
-    const s = session;
+    if (!s) return run(argv, timeoutMs, o);
+    s.inUse = true;
     let timer: NodeJS.Timeout | undefined;
     let onAbort: (() => void) | undefined;
     // A call that runs too long or is given up kills its session, as a spawned child would be killed.
@@ -165,6 +209,7 @@ export class VirshSessions {
       if (err instanceof ToolstackError) throw err;
       throw new ToolstackError(argv, (err as Error).message);
     } finally {
+      s.inUse = false;
       clearTimeout(timer);
       if (onAbort) o.signal?.removeEventListener('abort', onAbort);
     }
@@ -174,5 +219,27 @@ export class VirshSessions {
   close(): void {
     for (const s of this.sessions) s.end();
     this.sessions.clear();
+  }
+}
+
+/** Undefined once `s` answered its probe; else why not (it ended, stayed silent `ms`, or the call was given up). */
+async function started(s: Session, ms: number, signal: AbortSignal | undefined): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      s.ready.then(
+        () => undefined,
+        (e: Error) => e.message,
+      ),
+      new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve(`virsh session did not answer within ${ms} ms of its start`), ms);
+        onAbort = () => resolve('call given up while the virsh session started');
+        signal?.addEventListener('abort', onAbort, { once: true });
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }

@@ -2,10 +2,10 @@
 // prints, pasted into clusters.yaml, passes fencectl check, and after a
 // reload the new node's key gets it in with the printed fingerprint pinned.
 import test from 'ava';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDaemon } from '../broker-daemon.js';
-import { fencectl, tempDir } from '../helpers.js';
+import { fencectl, newPublicKey, tempDir } from '../helpers.js';
 import { request } from '../ssh-client.js';
 
 test('keygen: a new node key, the clusters.yaml entry and the plugin parameters; check accepts the entry; the key works after a reload', async (t) => {
@@ -45,4 +45,26 @@ test('keygen: a new node key, the clusters.yaml entry and the plugin parameters;
   } finally {
     await d.stop();
   }
+});
+
+test('keygen --out: a missing folder is created 0700 (nested too); a file in the way is named, and nothing is written', async (t) => {
+  const base = tempDir('fb-keygen-out-');
+  const config = join(base, 'clusters.yaml');
+  writeFileSync(config, ['broker:', '  listen: 127.0.0.1:0', '  host_key: host_ed25519', '  toolstack: { type: sim, state: sim.json }', '  audit_log: audit.jsonl', 'clusters:', '  blue:', '    domains: [blue-1, blue-2]', `    nodes: { blue-1: { key: "${newPublicKey('b')}" } }`, ''].join('\n'));
+  const keygen = (out: string) => fencectl(['keygen', '--config', config, '--cluster', 'blue', '--node', 'blue-2', '--out', out]);
+
+  const nested = join(base, 'keys', 'blue');
+  const made = await keygen(nested);
+  t.is(made.exitCode, 0, String(made.stderr));
+  for (const d of [join(base, 'keys'), nested]) t.is(statSync(d).mode & 0o777, 0o700, d);
+  t.is(statSync(join(nested, 'blue-2')).mode & 0o777, 0o600);
+
+  const file = join(base, 'a-file');
+  writeFileSync(file, '');
+  for (const out of [file, join(file, 'sub')]) {
+    const r = await keygen(out);
+    t.is(r.exitCode, 1, out);
+    t.regex(String(r.stderr), new RegExp(`^fencectl keygen: --out ${out}: cannot create the folder: a file is in the way$`, 'm'));
+  }
+  t.deepEqual(readdirSync(base).sort(), ['a-file', 'clusters.yaml', 'keys']);
 });

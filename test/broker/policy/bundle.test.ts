@@ -3,13 +3,16 @@
 // --signing-key`), then tampered with, unsigned, or signed by another key, are
 // refused by `fencectl check` (located) and by the daemon. A copy of the
 // project whose Rego was edited shows the daemon loading the prebuilt bundle
-// and never running opa, even on SIGHUP.
+// and never running opa, even on SIGHUP. The bundle built here is the same
+// bytes from any path.
 import test from 'ava';
 import { execa } from 'execa';
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { projectPath } from '../../../common/paths.js';
-import { findOpa } from '../../../broker/policy/bundle.js';
+import { buildBundle, DEFAULT_BUNDLE, findOpa, readBundle } from '../../../broker/policy/bundle.js';
 import { fenceBroker, fencectl, newPublicKey, tempDir } from '../../helpers.js';
 
 const opa = await findOpa();
@@ -146,4 +149,37 @@ test('the daemon never builds policy: with policies/ edited, it loads the prebui
     child.kill('SIGTERM');
     await child;
   }
+});
+
+test('the bundle is reproducible: two copies of policies/ at different paths (other mtimes and modes) build the same bytes, naming no path of this machine', async (t) => {
+  const copies = [join(tempDir('fb-repro-'), 'policies'), join(tempDir('fb-repro-'), 'deeper', 'clone', 'policies')];
+  for (const [i, dir] of copies.entries()) {
+    mkdirSync(dir, { recursive: true });
+    for (const name of readdirSync(projectPath('policies'))) {
+      cpSync(projectPath('policies', name), join(dir, name));
+      chmodSync(join(dir, name), i === 0 ? 0o644 : 0o600);
+      utimesSync(join(dir, name), 1_000_000 * (i + 1), 1_000_000 * (i + 1));
+    }
+  }
+  const built = [];
+  for (const dir of copies) {
+    const out = join(dir, '..', 'bundle.tar.gz');
+    await buildBundle(out, dir);
+    built.push({ dir, bytes: readFileSync(out), bundle: await readBundle(out) });
+  }
+  const [a, b] = built as [(typeof built)[0], (typeof built)[0]];
+  t.is(a.bundle.sha256, b.bundle.sha256, 'wasm sha256');
+  t.true(a.bytes.equals(b.bytes), 'bundle bytes');
+  // The checkout's own bundle (npm run build) is the same too.
+  t.is((await readBundle(DEFAULT_BUNDLE)).sha256, a.bundle.sha256, 'dist/policy/bundle.tar.gz');
+  for (const { dir, bytes } of built) {
+    const text = gunzipSync(bytes).toString('latin1');
+    t.false(text.includes(dir), `the bundle names ${dir}`);
+    t.false(text.includes(tmpdir()), `the bundle names ${tmpdir()}`);
+  }
+  // Sources under a relative name; the tarball's mtimes are opa's zero.
+  const listing = await execa('tar', ['-tvzf', join(copies[0]!, '..', 'bundle.tar.gz')]);
+  t.regex(listing.stdout, / \/policies\/fencing\.rego$/m);
+  t.notRegex(listing.stdout, /_test\.rego/);
+  for (const line of listing.stdout.split('\n')) t.regex(line, / 1970-01-01 00:00 /);
 });
