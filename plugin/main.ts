@@ -40,7 +40,14 @@ async function main(): Promise<number> {
   if (argv[0] === '--install') return install(argv.slice(1));
   const name = basename(process.argv[1] ?? '');
   if (name === 'fence-broker') return clusterGlue(argv, process.env, out, err);
-  return fenceAgents(argv, async () => (process.stdin.isTTY ? '' : readFileSync(0, 'utf8')), out, err);
+  return fenceAgents(argv, async () => (process.stdin.isTTY ? '' : readStdin()), out, err);
+}
+
+/** All of stdin, read as a stream: readFileSync(0) fails with EAGAIN when the pipe it inherited is non-blocking and not yet written. */
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 main().then(
