@@ -112,6 +112,16 @@ const bad: Bad[] = [
   { kind: 'domain named by a bare number', text: base({ redDomains: 'red-1, "42"' }), line: 16, col: 22, message: /domain 42: a bare number is a domain id/ },
   { kind: 'xl config path not absolute', text: base({ toolstack: '    type: xl\n    domain_configs: { blue-1: blue-1.cfg }' }), line: 6, col: 31, message: /domain_configs\.blue-1: "blue-1\.cfg" must match \^\// },
   { kind: 'wrong type', text: base({ blueMore: '    allow_self_off: "yes"' }), line: 14, col: 21, message: /allow_self_off: must be boolean/ },
+  {
+    kind: 'fence_race shorter than a fence can last, with etcd (a 1 s lease for a 600 s request)',
+    text: base({ listen: '127.0.0.1:2222\n  timeouts: { fence_race: 0, request: 600 }\n  coordination: { type: etcd, endpoints: ["http://127.0.0.1:2379"] }' }),
+    line: 3, col: 27, message: /broker\.timeouts\.fence_race \(0 s\) must be at least timeouts\.request \(600 s\) \+ twice coordination\.timeout \(2 s\) \+ 5 s = 609 s/,
+  },
+  {
+    kind: 'the default fence_race under a long request deadline, with etcd: located at the request',
+    text: base({ listen: '127.0.0.1:2222\n  timeouts: { request: 120 }\n  coordination: { type: etcd, endpoints: ["http://127.0.0.1:2379"], timeout: 3 }' }),
+    line: 3, col: 24, message: /fence_race \(60 s\) must be at least timeouts\.request \(120 s\) \+ twice coordination\.timeout \(3 s\) \+ 5 s = 131 s/,
+  },
 ];
 
 for (const b of bad) {
@@ -125,6 +135,12 @@ for (const b of bad) {
     t.is(first?.slice(0, file.length + 1 + `${b.line}:${b.col}:`.length), `${file}:${b.line}:${b.col}:`, r.stderr);
   });
 }
+
+test('with etcd, fence_race at its floor is accepted; local coordination has no floor (its marks live while the fence runs)', (t) => {
+  const etcd = '\n  coordination: { type: etcd, endpoints: ["http://127.0.0.1:2379"] }';
+  t.is(parseConfig(base({ listen: `127.0.0.1:2222\n  timeouts: { fence_race: 49 }${etcd}` }), 'c.yaml').broker.timeouts.fenceRaceMs, 49_000);
+  t.is(parseConfig(base({ listen: '127.0.0.1:2222\n  timeouts: { fence_race: 0, request: 600 }' }), 'c.yaml').broker.timeouts.fenceRaceMs, 0);
+});
 
 test('an RSA key of 3072 bits is accepted', (t) => {
   t.notThrows(() => parseConfig(base({ opsKey: rsa3072 }), 'c.yaml'));
