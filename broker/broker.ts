@@ -288,6 +288,8 @@ export class Broker {
       ...(result.started === undefined ? {} : { started: result.started }),
       ...(result.busy ? { busy: true } : {}),
       ...(result.dropped ? { dropped: true } : {}),
+      // Not confirmed, but it may still land: its target stays marked (journal.ts reads this back).
+      ...(claim && !result.ok && fenceEnd(result) === 'unsure' ? { destroy_unrefuted: true } : {}),
     };
     const code: ReplyCode = result.ok ? 'ok' : result.busy ? 'busy' : result.notFound ? 'not_found' : 'failed';
     return reply(base, code, { state: result.state, message: result.message });
