@@ -27,7 +27,7 @@ export interface AuditRecord {
   /** The policy's reasons, or the broker's own (malformed, coordination_unavailable, internal_error). */
   reasons: Reason[];
   policy: { revision: string; sha256: string };
-  result: { ok: boolean; state: string; message: string; steps?: string[]; started?: boolean; busy?: boolean; dropped?: boolean } | null;
+  result: { ok: boolean; state: string; message: string; steps?: string[]; started?: boolean; busy?: boolean; dropped?: boolean; destroy_unrefuted?: boolean } | null;
   /** The reply code sent (common/wire.ts). */
   code: string;
   /** Set when the client went away before the reply. */

@@ -7,8 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { exitStatusOf, type ExitStatus, type ReplyCode, type WireReply } from '../common/wire.js';
 import { parseRequest } from '../common/request.js';
 import type { Audit, AuditRecord } from './audit.js';
-import { CoordinationUnavailable, type Claim, type Coordination, type RaceFacts } from './coordination/coordination.js';
-import type { Fencer } from './fencer.js';
+import { CoordinationUnavailable, type Claim, type Coordination, type FenceEnd, type RaceFacts } from './coordination/coordination.js';
+import type { FenceResult, Fencer } from './fencer.js';
 import type { Identity } from './identity/index.js';
 import { reason, reasonText, type DecisionInput, type PolicyEngine, type Reason } from './policy/engine.js';
 
@@ -47,8 +47,8 @@ export interface BrokerDeps {
   coordination: Coordination;
   /** timeouts.fence_race */
   raceWindowMs: number;
-  /** Storm limits by cluster (clusters.<c>.limits), window in ms. */
-  stormWindowMs?: (cluster: string) => number | undefined;
+  /** Storm limits by cluster (clusters.<c>.limits): at most `fences` distinct domains per `windowMs`. */
+  storm?: (cluster: string) => { windowMs: number; fences: number } | undefined;
   /** From arrival to reply, ms (timeouts.request). */
   requestTimeoutMs: number;
   /** Requests of one identity waiting or running (limits.max_queue_per_identity). */
@@ -156,10 +156,10 @@ export class Broker {
     return reply(base, 'coordination_unavailable', { message });
   }
 
-  /** Ends a claim; a store that fails now only shortens nothing (the mark lapses by its lease). */
-  private async finishClaim(claim: Claim, fenced: boolean): Promise<void> {
+  /** Ends a claim; a store that fails now only shortens the mark to its lease. */
+  private async finishClaim(claim: Claim, end: FenceEnd): Promise<void> {
     try {
-      await this.deps.coordination.finish(claim, fenced);
+      await this.deps.coordination.finish(claim, end);
     } catch (err) {
       this.deps.reportError?.(new Error(`coordination: the race mark of ${claim.target} was not renewed after the fence`, { cause: err }));
     }
@@ -199,7 +199,8 @@ export class Broker {
     // Power actions by a node need the race facts (and the storm count) from
     // the coordination store; reads never do. The rules themselves stay in Rego.
     const power = req.verb === 'on' || req.verb === 'off' || req.verb === 'reset';
-    const stormWindowMs = who.kind === 'node' ? this.deps.stormWindowMs?.(who.cluster) : undefined;
+    const storm = who.kind === 'node' ? this.deps.storm?.(who.cluster) : undefined;
+    const stormWindowMs = storm?.windowMs;
     if (power && who.kind === 'node') {
       let facts: RaceFacts;
       try {
@@ -246,7 +247,10 @@ export class Broker {
     const fences = req.verb === 'off' || req.verb === 'reset';
     let claim: Claim | undefined;
     if (fences && who.kind === 'node') {
-      const c: Claim = { cluster: who.cluster, node: who.node, requesterDomain: who.domain, target, requestId: id, raceWindowMs: this.deps.raceWindowMs, ...(stormWindowMs === undefined ? {} : { stormWindowMs }) };
+      const c: Claim = {
+        cluster: who.cluster, node: who.node, requesterDomain: who.domain, target, requestId: id, raceWindowMs: this.deps.raceWindowMs,
+        ...(storm ? { stormWindowMs: storm.windowMs, stormLimit: storm.fences } : {}),
+      };
       let outcome;
       try {
         outcome = await this.deps.coordination.claim(c);
@@ -254,16 +258,20 @@ export class Broker {
         done();
         return this.unavailable(record, base, err);
       }
-      if (outcome.outcome === 'lost') {
+      if (outcome.outcome !== 'claimed') {
         done();
         // The policy words the refusal, from the fact just learnt.
-        const lost = engine.decide({ ...input, requester_fenced: true });
-        record.decision = lost.allow ? 'allow' : 'deny';
-        record.reasons = lost.reasons;
-        if (!lost.allow) return this.refused(who, base, lost.reasons);
-        // A policy without the race rule: the claim still stands in the way.
+        const learnt = outcome.outcome === 'lost' ? { requester_fenced: true } : { recent_fences: outcome.recentFences };
+        const again = engine.decide({ ...input, ...learnt });
+        record.decision = again.allow ? 'allow' : 'deny';
+        record.reasons = again.reasons;
+        if (!again.allow) return this.refused(who, base, again.reasons);
+        // A policy without the rule: the claim still stands in the way.
         record.decision = 'deny';
-        const why = reason('fence_race_lost', 'the coordination store says this node lost the fence race');
+        const why =
+          outcome.outcome === 'lost'
+            ? reason('fence_race_lost', 'the coordination store says this node lost the fence race')
+            : reason('fence_storm_limit', `the coordination store counts ${outcome.recentFences} domains of this cluster fenced within its window`);
         record.reasons = [why];
         return reply(base, 'refused', { message: `refused: ${reasonText(why)}` });
       }
@@ -279,18 +287,18 @@ export class Broker {
         });
       } catch (err) {
         done();
-        if (claim) await this.finishClaim(claim, false);
+        if (claim) await this.finishClaim(claim, 'untouched');
         this.deps.reportError?.(new Error(`audit: intent of request ${id} not written; refused`, { cause: err }));
         const message = `refused: the audit log cannot be written (${errorText(err)}); nothing was done`;
         record.result = { ok: false, state: 'unknown', message };
         return reply(base, 'failed', { message });
       }
     }
-    let result;
+    let result: FenceResult | undefined;
     try {
       result = await this.deps.fencer.do(req.verb, target, { signal });
     } finally {
-      if (claim) await this.finishClaim(claim, result?.ok === true);
+      if (claim) await this.finishClaim(claim, fenceEnd(result));
       done();
     }
     record.result = {
@@ -301,8 +309,18 @@ export class Broker {
       ...(result.started === undefined ? {} : { started: result.started }),
       ...(result.busy ? { busy: true } : {}),
       ...(result.dropped ? { dropped: true } : {}),
+      // Not confirmed, but it may still land: its target stays marked (journal.ts reads this back).
+      ...(claim && !result.ok && fenceEnd(result) === 'unsure' ? { destroy_unrefuted: true } : {}),
     };
     const code: ReplyCode = result.ok ? 'ok' : result.busy ? 'busy' : result.notFound ? 'not_found' : 'failed';
     return reply(base, code, { state: result.state, message: result.message });
   }
+}
+
+/** What a claimed off/reset did, for its mark: only a domain this host lacks, or no destroy at all, is untouched. */
+function fenceEnd(r: FenceResult | undefined): FenceEnd {
+  if (r?.ok) return 'fenced';
+  // A throw mid-action: a destroy may have been sent.
+  if (!r) return 'unsure';
+  return r.destroyIssued && !r.notFound ? 'unsure' : 'untouched';
 }

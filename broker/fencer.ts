@@ -32,6 +32,12 @@ export interface FenceResult {
   busy?: boolean;
   /** The request gave up (deadline, client gone) before its work reached the toolstack. */
   dropped?: boolean;
+  /**
+   * A destroy was sent to the toolstack, whatever it answered: killing the
+   * command at a deadline, or an error from a hypervisor stuck on storage, does
+   * not stop it landing later. Only a domain the host does not have refutes it.
+   */
+  destroyIssued?: boolean;
 }
 
 export interface FencerOptions {
@@ -94,17 +100,18 @@ export class Fencer {
       return { ok: false, action, target, state: 'unknown', message: errorText(err), steps, durationMs: 0 };
     }
     let result: Outcome;
+    let destroyIssued = false;
     try {
       result =
         action === 'status'
           ? this.status(target, steps, await this.queue.read(target, () => this.stateOf(target), signal))
-          : await this.queue.power(target, () => this.power(action, target, steps, signal), signal);
+          : await this.queue.power(target, () => this.power(action, target, steps, signal, () => (destroyIssued = true)), signal);
     } catch (err) {
       if (err instanceof Busy) result = { ok: false, state: 'unknown', message: `busy: ${err.message}; nothing was done`, busy: true };
       else if (err instanceof Dropped) result = { ok: false, state: 'unknown', message: `dropped before reaching the toolstack: ${err.message}`, dropped: true };
       else throw err;
     }
-    const out = { ...result, action, target, steps, durationMs: Math.round(performance.now() - t0) };
+    const out = { ...result, action, target, steps, durationMs: Math.round(performance.now() - t0), ...(destroyIssued ? { destroyIssued } : {}) };
     this.options.observer?.done(out);
     return out;
   }
@@ -149,14 +156,14 @@ export class Fencer {
     return { ok: true, domains: domains.sort(), states };
   }
 
-  private power(action: Exclude<FenceAction, 'status'>, target: string, steps: string[], signal: AbortSignal | undefined): Promise<Outcome> {
+  private power(action: Exclude<FenceAction, 'status'>, target: string, steps: string[], signal: AbortSignal | undefined, issued: () => void): Promise<Outcome> {
     switch (action) {
       case 'off':
-        return this.off(target, steps, signal);
+        return this.off(target, steps, signal, issued);
       case 'on':
         return this.on(target, steps, signal);
       case 'reset':
-        return this.reset(target, steps, signal);
+        return this.reset(target, steps, signal, issued);
     }
   }
 
@@ -189,10 +196,11 @@ export class Fencer {
    * the toolstack shows it stopped, or gone after our destroy (xl forgets
    * destroyed domains). A destroy's exit status never decides alone.
    */
-  private async off(target: string, steps: string[], signal: AbortSignal | undefined): Promise<Outcome> {
+  private async off(target: string, steps: string[], signal: AbortSignal | undefined, issued: () => void): Promise<Outcome> {
     if (signal?.aborted) return { ok: false, state: 'unknown', message: `${target}: not destroyed: ${abortReason(signal)}` };
     let destroyed = false;
     try {
+      issued();
       await this.toolstack.destroy(target, { signal });
       destroyed = true;
       steps.push('destroy: done');
@@ -238,8 +246,8 @@ export class Fencer {
   }
 
   /** Verified off, then start. Judged on the off part; a failed start is reported, not fatal. */
-  private async reset(target: string, steps: string[], signal: AbortSignal | undefined): Promise<Outcome> {
-    const off = await this.off(target, steps, signal);
+  private async reset(target: string, steps: string[], signal: AbortSignal | undefined, issued: () => void): Promise<Outcome> {
+    const off = await this.off(target, steps, signal, issued);
     if (!off.ok) return off;
     const on = await this.startVerified(target, steps, signal);
     if (on.ok) return { ok: true, state: 'on', message: `${target} was reset: off confirmed, then started`, started: true };

@@ -20,7 +20,7 @@ interface Line {
   node?: string | null;
   peer?: string;
   fingerprint?: string;
-  result?: { ok?: boolean } | null;
+  result?: { ok?: boolean; destroy_unrefuted?: boolean } | null;
   /** On an `interrupted` event: when the intent was written. */
   intent_time?: string;
 }
@@ -176,8 +176,8 @@ const FENCING = new Set(['off', 'reset']);
  * What the lines say, as pure data. The rules are local coordination's:
  * a node's off/reset counts toward its cluster's storm from its claim (the
  * intent line is written right after it) whatever its outcome; a confirmed
- * fence marks its target for the race window from its outcome; a failed one
- * leaves no mark; one cut short by a crash may have powered the target off,
+ * fence, or a destroy issued and not refuted, marks its target for the race
+ * window from its outcome; any other failure leaves no mark; one cut short by a crash may have powered the target off,
  * so its target stays marked for the window from the moment it was found
  * (an earlier start's `interrupted` event, or now).
  */
@@ -206,7 +206,8 @@ export function replay(lines: Line[], nowMs: number): Replay {
     if (fence && !Number.isNaN(at)) fences.push({ cluster: intent.cluster!, target: intent.target, at });
     const outcome = outcomes.get(id);
     if (outcome) {
-      if (fence && outcome.result?.ok === true) {
+      // A fence confirmed, or a destroy issued and not refuted (it may still land): marked from its outcome.
+      if (fence && (outcome.result?.ok === true || outcome.result?.destroy_unrefuted === true)) {
         marks.push({ target: intent.target, holder: holderOf({ cluster: intent.cluster!, node: intent.node! }), at: Date.parse(outcome.time ?? '') || nowMs });
       }
       continue;

@@ -174,7 +174,10 @@ async function main(): Promise<number> {
     audit,
     coordination,
     raceWindowMs: config.broker.timeouts.fenceRaceMs,
-    stormWindowMs: (cluster) => state.config.clusters[cluster]?.limits?.windowMs,
+    storm: (cluster) => {
+      const l = state.config.clusters[cluster]?.limits;
+      return l ? { windowMs: l.windowMs, fences: l.fencesPerWindow } : undefined;
+    },
     requestTimeoutMs: config.broker.timeouts.requestMs,
     maxQueuePerIdentity: config.broker.limits.maxQueuePerIdentity,
     reportError: (err) => log.error({ err }, err.message),

@@ -119,6 +119,16 @@ const bad: Bad[] = [
   { kind: 'metrics on a relative socket path', text: base({ listen: '127.0.0.1:2222\n  metrics: { listen: metrics.sock }' }), line: 3, col: 22, message: /metrics\.listen: expected 127\.0\.0\.1:PORT, \[::1\]:PORT or an absolute UNIX socket path/ },
   { kind: 'metrics socket path too long', text: base({ listen: `127.0.0.1:2222\n  metrics: { listen: /run/${'s'.repeat(110)} }` }), line: 3, col: 22, message: /socket path of 115 bytes; a UNIX socket path has at most 107/ },
   { kind: 'unknown metrics key', text: base({ listen: '127.0.0.1:2222\n  metrics: { listen: 127.0.0.1:9464, path: /metrics }' }), line: 3, col: 38, message: /unknown key "path" in broker\.metrics/ },
+  {
+    kind: 'fence_race shorter than a fence can last, with etcd (a 1 s lease for a 600 s request)',
+    text: base({ listen: '127.0.0.1:2222\n  timeouts: { fence_race: 0, request: 600 }\n  coordination: { type: etcd, endpoints: ["http://127.0.0.1:2379"] }' }),
+    line: 3, col: 27, message: /broker\.timeouts\.fence_race \(0 s\) must be at least timeouts\.request \(600 s\) \+ twice coordination\.timeout \(2 s\) \+ 5 s = 609 s/,
+  },
+  {
+    kind: 'the default fence_race under a long request deadline, with etcd: located at the request',
+    text: base({ listen: '127.0.0.1:2222\n  timeouts: { request: 120 }\n  coordination: { type: etcd, endpoints: ["http://127.0.0.1:2379"], timeout: 3 }' }),
+    line: 3, col: 24, message: /fence_race \(60 s\) must be at least timeouts\.request \(120 s\) \+ twice coordination\.timeout \(3 s\) \+ 5 s = 131 s/,
+  },
 ];
 
 for (const b of bad) {
@@ -140,6 +150,12 @@ test('metrics: off when absent; loopback addresses and absolute socket paths acc
   t.deepEqual(listen('127.0.0.53:0'), { host: '127.0.0.53', port: 0 }, 'all of 127/8 is loopback');
   t.deepEqual(listen('[::1]:9464'), { host: '::1', port: 9464 });
   t.deepEqual(listen('/run/fence-broker/metrics.sock'), { path: '/run/fence-broker/metrics.sock' });
+});
+
+test('with etcd, fence_race at its floor is accepted; local coordination has no floor (its marks live while the fence runs)', (t) => {
+  const etcd = '\n  coordination: { type: etcd, endpoints: ["http://127.0.0.1:2379"] }';
+  t.is(parseConfig(base({ listen: `127.0.0.1:2222\n  timeouts: { fence_race: 49 }${etcd}` }), 'c.yaml').broker.timeouts.fenceRaceMs, 49_000);
+  t.is(parseConfig(base({ listen: '127.0.0.1:2222\n  timeouts: { fence_race: 0, request: 600 }' }), 'c.yaml').broker.timeouts.fenceRaceMs, 0);
 });
 
 test('an RSA key of 3072 bits is accepted', (t) => {

@@ -12,12 +12,17 @@ export interface EtcdMember {
   name: string;
   client: string;
   alive: boolean;
+  /** A crash: SIGKILL, and wait until it is gone. */
   kill(): Promise<void>;
+  /** Starts it again on its data folder (it rejoins the cluster); resolves once it answers. */
+  restart(): Promise<void>;
 }
 
 export interface EtcdCluster {
   endpoints: string[];
   members: EtcdMember[];
+  /** The member that leads now, if the live ones agree on one. */
+  leader(): Promise<EtcdMember | undefined>;
   stop(): Promise<void>;
 }
 
@@ -41,9 +46,10 @@ async function tryStart(): Promise<EtcdCluster | undefined> {
   const addr = (i: number) => `${net}.${i + 1}`;
   const initial = names.map((n, i) => `${n}=http://${addr(i)}:2380`).join(',');
   const dir = tempDir('fb-etcd-');
-  const children: ResultPromise[] = [];
+  const children: (ResultPromise | undefined)[] = names.map(() => undefined);
   const logs: string[] = names.map(() => '');
-  const members: EtcdMember[] = names.map((name, i) => {
+  const spawn = (i: number, m: EtcdMember) => {
+    const name = names[i] as string;
     const child = execa(
       'etcd',
       [
@@ -56,25 +62,49 @@ async function tryStart(): Promise<EtcdCluster | undefined> {
       { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: false },
     );
     child.stderr?.on('data', (b: Buffer) => (logs[i] = ((logs[i] ?? '') + b.toString()).slice(-20_000)));
-    children.push(child);
+    children[i] = child;
+    m.alive = true;
+    void child.then(() => {
+      if (children[i] === child) m.alive = false;
+    });
+  };
+  const members: EtcdMember[] = names.map((name, i) => {
     const m: EtcdMember = {
       name,
       client: `http://${addr(i)}:2379`,
-      alive: true,
+      alive: false,
       kill: async () => {
+        const child = children[i];
         m.alive = false;
-        child.kill('SIGKILL');
+        child?.kill('SIGKILL');
         await child;
       },
+      restart: async () => {
+        if (m.alive) return;
+        spawn(i, m);
+        let answers = false;
+        await until(`etcd ${name} answering again`, () => m.alive && answers, 60_000, async () => {
+          if (!m.alive) throw new Error(`etcd ${name} exited: ${(logs[i] ?? '').slice(-2000)}`);
+          answers = await health([m.client]);
+        });
+      },
     };
-    void child.then(() => (m.alive = false));
+    spawn(i, m);
     return m;
   });
   const cluster: EtcdCluster = {
     endpoints: members.map((m) => m.client),
     members,
+    leader: async () => {
+      const live = members.filter((m) => m.alive);
+      const r = await execa('etcdctl', ['--endpoints', live.map((m) => m.client).join(','), '--command-timeout=3s', 'endpoint', 'status', '-w', 'json'], { reject: false, env: { ETCDCTL_API: '3' } });
+      if (r.exitCode !== 0 && !r.stdout) return undefined;
+      const rows = JSON.parse(String(r.stdout) || '[]') as { Endpoint: string; Status: { header: { member_id: number }; leader: number } }[];
+      const lead = rows.find((row) => row.Status.header.member_id === row.Status.leader);
+      return members.find((m) => m.client === lead?.Endpoint);
+    },
     stop: async () => {
-      for (const c of children) c.kill('SIGKILL');
+      for (const c of children) c?.kill('SIGKILL');
       await Promise.all(children);
     },
   };

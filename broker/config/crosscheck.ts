@@ -89,6 +89,9 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Conf
     );
   }
 
+  const race = raceWindowProblem(raw);
+  if (race) problems.push(loc.value(race.path, race.message));
+
   if (problems.length || typeof listen === 'string' || typeof metrics === 'string') throw new ConfigError(problems);
 
   const toolstack: ToolstackConfig =
@@ -169,6 +172,30 @@ function metricsListen(listen: string): MetricsListen | string {
     return `${at.host} is not a loopback address: the metrics must never be reachable from guests; use 127.0.0.1:PORT, [::1]:PORT or a UNIX socket path (/run/fence-broker/metrics.sock)`;
   }
   return at;
+}
+
+/** Added to fence_race's floor with etcd: lease expiry runs on etcd's clock, checked about every half second, and a renewal needs a round trip. */
+export const RACE_MARGIN_S = 5;
+
+/**
+ * With etcd a mark is a lease: it must outlive the fence it guards (the
+ * request's deadline, the claim's bound and the re-read after a commit that
+ * went unanswered), or the loser could fence the winner while the winner's
+ * destroy is still in flight. Local marks live while the fence runs.
+ */
+function raceWindowProblem(raw: RawConfig): { path: Path; message: string } | undefined {
+  const c = raw.broker.coordination;
+  if (!c || c.type !== 'etcd') return undefined;
+  const fenceRace = raw.broker.timeouts?.fence_race ?? DEFAULT_TIMEOUTS.fenceRaceMs / 1000;
+  const request = raw.broker.timeouts?.request ?? DEFAULT_TIMEOUTS.requestMs / 1000;
+  const timeout = c.timeout ?? 2;
+  const floor = request + 2 * timeout + RACE_MARGIN_S;
+  if (fenceRace >= floor) return undefined;
+  const path = raw.broker.timeouts?.fence_race !== undefined ? ['broker', 'timeouts', 'fence_race'] : raw.broker.timeouts?.request !== undefined ? ['broker', 'timeouts', 'request'] : ['broker', 'coordination', 'timeout'];
+  return {
+    path,
+    message: `broker.timeouts.fence_race (${fenceRace} s) must be at least timeouts.request (${request} s) + twice coordination.timeout (${timeout} s) + ${RACE_MARGIN_S} s = ${floor} s with etcd coordination: a race mark must outlive the fence it guards`,
+  };
 }
 
 /** Coordination settings, defaults filled in, TLS paths resolved against the config's folder. */

@@ -17,6 +17,8 @@ export interface Claim {
   raceWindowMs: number;
   /** The cluster's storm window, if it has a limit: the fence is counted for this long. */
   stormWindowMs?: number;
+  /** The cluster's fences_per_window: the claim itself refuses a new domain past it (a storm is simultaneous). */
+  stormLimit?: number;
 }
 
 /** Facts the decision takes as input (the rules stay in Rego). */
@@ -29,11 +31,20 @@ export interface RaceFacts {
 
 /**
  * claimed: the target is marked for this requester (again, if the same
- * request reached another broker first; or taken over from another node of
- * the cluster fencing it too, which keeps it marked); lost: the requester's
- * own domain was marked first by another node.
+ * request reached another broker first; or by another node of the cluster
+ * fencing it too, which keeps it marked); lost: the requester's own domain
+ * was marked first by another node; storm: the cluster already fenced
+ * stormLimit other domains within its window (recentFences, read in the claim).
  */
-export type ClaimOutcome = { outcome: 'claimed' } | { outcome: 'lost' };
+export type ClaimOutcome = { outcome: 'claimed' } | { outcome: 'lost' } | { outcome: 'storm'; recentFences: number };
+
+/**
+ * How a claimed power action ended, for the mark's life: fenced (confirmed
+ * off); unsure (a destroy was issued and nothing refutes it: it may still
+ * land, so the target stays marked as if fenced); untouched (nothing reached
+ * the hypervisor, or the host does not have the domain).
+ */
+export type FenceEnd = 'fenced' | 'unsure' | 'untouched';
 
 /** The store did not answer in time, or refused: nothing may be done that needs it. */
 export class CoordinationUnavailable extends Error {
@@ -66,10 +77,14 @@ export interface Coordination {
   /** For logs and the ready line. */
   readonly describe: string;
   facts(q: { cluster: string; requesterDomain: string; node: string; stormWindowMs?: number }): Promise<RaceFacts>;
-  /** Atomically: the requester has not lost; then mark the target for it. */
+  /**
+   * Atomically: the requester has not lost and the cluster is under its storm
+   * limit; then mark the target for it (and count it). The mark is kept alive
+   * until finish().
+   */
   claim(c: Claim): Promise<ClaimOutcome>;
-  /** The power action ended; `fenced` when the target was confirmed off. */
-  finish(c: Claim, fenced: boolean): Promise<void>;
+  /** The power action ended: a fence that is or may be done renews the mark for the window from now. */
+  finish(c: Claim, end: FenceEnd): Promise<void>;
   /**
    * Takes back what the audit log says this process knew before it stopped.
    * Only local coordination has it: a fleet's marks live in the store.

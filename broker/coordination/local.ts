@@ -1,13 +1,13 @@
 // One host: the fence race and the storm count in this process (today's
 // behaviour, no dependency). Each step is synchronous, so two requests racing
 // to fence each other cannot both pass the claim.
-import { holderOf, type Claim, type ClaimOutcome, type Coordination, type HostInfo, type RaceFacts, type Restorable } from './coordination.js';
+import { holderOf, type Claim, type ClaimOutcome, type Coordination, type FenceEnd, type HostInfo, type RaceFacts, type Restorable } from './coordination.js';
 
 interface Mark {
   holder: string;
   /** Power actions of this target in flight. */
   inflight: number;
-  /** When the last confirmed fence ended (performance.now()). */
+  /** When the last fence that is or may be done ended (performance.now()). */
   fencedAt?: number;
   raceWindowMs: number;
 }
@@ -45,6 +45,11 @@ export class LocalCoordination implements Coordination {
     const holder = holderOf(c);
     const own = this.live(c.requesterDomain);
     if (own && own.holder !== holder) return Promise.resolve({ outcome: 'lost' });
+    // The storm limit in the same step as the mark: requests fencing at once all see each other.
+    if (c.stormLimit !== undefined && c.stormWindowMs !== undefined) {
+      const recent = this.recent(c.cluster);
+      if (!this.fences.get(c.cluster)?.has(c.target) && recent >= c.stormLimit) return Promise.resolve({ outcome: 'storm', recentFences: recent });
+    }
     const mark = this.live(c.target);
     if (mark) {
       mark.holder = holder;
@@ -59,14 +64,16 @@ export class LocalCoordination implements Coordination {
   }
 
   /**
-   * Unlike etcd's, a mark here ends with a failed fence: on one host no other
-   * broker can be fencing the target meanwhile, and the node may try again.
+   * A fence done or maybe done (a destroy issued, not refuted) keeps the mark
+   * for the window from now. Unlike etcd's, a mark here ends with an untouched
+   * target: on one host no other broker can be fencing it meanwhile, and the
+   * node may try again.
    */
-  finish(c: Claim, fenced: boolean): Promise<void> {
+  finish(c: Claim, end: FenceEnd): Promise<void> {
     const mark = this.marks.get(c.target);
     if (mark) {
       mark.inflight = Math.max(0, mark.inflight - 1);
-      if (fenced) mark.fencedAt = performance.now();
+      if (end !== 'untouched') mark.fencedAt = performance.now();
       this.live(c.target);
     }
     return Promise.resolve();

@@ -75,12 +75,12 @@ async function mutualFences(a: Daemon, b: Daemon): Promise<string[]> {
   for (let i = 0; i < clusterNames.length; i += 10) {
     await Promise.all(
       clusterNames.slice(i, i + 10).map(async (c) => {
-        await Promise.all([agent(a, b, `${c}-a`, 'off', `${c}-b`), agent(a, b, `${c}-b`, 'off', `${c}-a`)]);
+        const said = await Promise.all([agent(a, b, `${c}-a`, 'off', `${c}-b`), agent(a, b, `${c}-b`, 'off', `${c}-a`)]);
         const aOff = a.sim()[`${c}-a`] === 'shut off';
         const bOff = b.sim()[`${c}-b`] === 'shut off';
         if (aOff === bOff) {
           const lines = [...a.audit(), ...b.audit()].filter((l) => String(l.cluster) === c).map((l) => `${String(l.node)} ${String(l.action)} ${String(l.target)}: ${String(l.code)} ${JSON.stringify(l.reasons)}`);
-          bad.push(`${c}: ${aOff ? 'both off' : 'both running'} (${lines.join(' | ')})`);
+          bad.push(`${c}: ${aOff ? 'both off' : 'both running'} (${lines.join(' | ')}; plugins: ${said.map((r) => `${r.exitCode} ${r.stderr.slice(0, 300)}`).join(' | ')})`);
         }
       }),
     );

@@ -73,6 +73,12 @@ test('replay: a confirmed fence marks its target from its outcome; a failed one 
   t.deepEqual(r.interrupted, []);
 });
 
+test('replay: a failed fence whose destroy was issued and not refuted (it may still land) marks its target like a confirmed one', (t) => {
+  const unrefuted = line(30, { event: 'request', request_id: 'u', cluster: 'blue', node: 'blue-1', action: 'off', target: 'blue-2', decision: 'allow', result: { ok: false, state: 'unknown', message: '', destroy_unrefuted: true } });
+  const r = replay(readLines(intent(33, 'u', 'blue-1', 'off', 'blue-2') + unrefuted), NOW);
+  t.deepEqual(r.marks, [{ target: 'blue-2', holder: 'blue/blue-1', at: NOW - 30_000 }]);
+});
+
 test('replay: an intent without an outcome is interrupted: reported once, its target marked from when it was found', (t) => {
   const text = intent(30, 'x', 'blue-1', 'off', 'blue-2') + intent(20, 'y', 'blue-1', 'on', 'blue-3');
   const first = replay(readLines(text), NOW);

@@ -24,14 +24,14 @@ test('another node fencing the same target takes the mark over; the target stays
   const second = claim('blue-2', 'blue-3');
   t.deepEqual(await c.claim(first), { outcome: 'claimed' });
   t.deepEqual(await c.claim(second), { outcome: 'claimed' });
-  await c.finish(first, false);
+  await c.finish(first, 'untouched');
   t.deepEqual(await c.claim(claim('blue-3', 'blue-1')), { outcome: 'lost' }, 'still being fenced by blue-2');
-  await c.finish(second, true);
+  await c.finish(second, 'fenced');
   t.like(await c.facts({ cluster: 'blue', node: 'blue-3', requesterDomain: 'blue-3' }), { requesterFenced: true }, 'fenced: lost for the window');
   const short = new LocalCoordination();
   const quick = claim('blue-1', 'blue-3', { raceWindowMs: 0 });
   await short.claim(quick);
-  await short.finish(quick, true);
+  await short.finish(quick, 'fenced');
   t.deepEqual(await short.claim(claim('blue-3', 'blue-1')), { outcome: 'claimed' }, 'past the window the mark is gone');
 });
 
@@ -40,10 +40,32 @@ test('the storm count: distinct targets within the window, a target fenced again
   for (const target of ['blue-2', 'blue-3', 'blue-2']) {
     const k = claim('blue-1', target, { stormWindowMs: 60_000 });
     await c.claim(k);
-    await c.finish(k, true);
+    await c.finish(k, 'fenced');
   }
   t.is((await c.facts({ cluster: 'blue', node: 'blue-1', requesterDomain: 'blue-1' })).recentFences, 2);
   t.is((await c.facts({ cluster: 'red', node: 'red-1', requesterDomain: 'red-1' })).recentFences, 0);
+});
+
+test('the storm limit is checked inside the claim: six fences at once under limit 1 leave one; the same target again is not a new one', async (t) => {
+  const c = new LocalCoordination();
+  const storm = { stormWindowMs: 60_000, stormLimit: 1 };
+  const outcomes = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => c.claim(claim(`blue-${i}`, `blue-${i + 6}`, storm))));
+  t.is(outcomes.filter((o) => o.outcome === 'claimed').length, 1);
+  t.deepEqual(outcomes.filter((o) => o.outcome !== 'claimed'), Array.from({ length: 5 }, () => ({ outcome: 'storm', recentFences: 1 })));
+  t.is((await c.facts({ cluster: 'blue', node: 'blue-1', requesterDomain: 'blue-1' })).recentFences, 1);
+  t.deepEqual(await c.claim(claim('blue-2', 'blue-7', storm)), { outcome: 'claimed' }, 'the counted target again (the same request at another broker)');
+});
+
+test('a fence that may still land (a destroy issued, not confirmed) keeps its mark for the window; an untouched target does not', async (t) => {
+  const c = new LocalCoordination();
+  const unsure = claim('blue-1', 'blue-2');
+  await c.claim(unsure);
+  await c.finish(unsure, 'unsure');
+  t.deepEqual(await c.claim(claim('blue-2', 'blue-1')), { outcome: 'lost' });
+  const untouched = claim('blue-3', 'blue-4');
+  await c.claim(untouched);
+  await c.finish(untouched, 'untouched');
+  t.deepEqual(await c.claim(claim('blue-4', 'blue-3')), { outcome: 'claimed' });
 });
 
 test('fleet view: the odd broker out is flagged; a domain on several hosts is flagged', (t) => {
