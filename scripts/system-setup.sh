@@ -10,6 +10,7 @@ if [ "$(id -u)" != 0 ]; then echo "system-setup: not root; skipping (tests needi
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
       cluster-glue heartbeat pacemaker pacemaker-cli-utils corosync fence-agents fence-virt fence-virtd iproute2 etcd-server etcd-client
       libxml2-utils openssh-client openssh-server systemd
+      devscripts shellcheck busybox  # the sh face: checkbashisms, shellcheck -s sh, and busybox ash to run it under
       python3  # the test's notify socket (AF_UNIX datagrams, sender credentials): Node has no such socket
       pcs crmsh)  # fencectl pacemaker --format pcs|crm, applied to offline CIB files; pcsd is never started
 missing=()
