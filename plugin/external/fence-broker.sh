@@ -321,6 +321,9 @@ while read -r _bits fp _rest; do
 	esac
 done <"$TMP/fingerprints"
 
+# A key ssh could not use fails here, before any broker is dialled (as in the Node face).
+ssh-keygen -y -P '' -f "$KEY" >/dev/null 2>"$TMP/key.err" || die "identity file $KEY is not a usable private key: $(tail -n 1 "$TMP/key.err")"
+
 # --- one request to one broker ------------------------------------------------
 # ask ID HOST PORT "COMMAND" BOUND_S CONNECT_S: ssh's stdout, stderr and exit
 # status go to $TMP/ID.{out,err,rc}; $TMP/ID.late marks a run the watchdog

@@ -320,6 +320,14 @@ needs('host key pinning: another host key is refused before anything is sent; a 
     const node = await nodeFace(['off', 'vm1'], { ...env, known_hosts_file: h.knownHosts });
     t.is(node.exitCode, 1);
     t.regex(node.stderr, /holds key SHA256:\S+, which is not among host_key_fingerprint/);
+    // A missing or unusable identity file: refused before dialling too.
+    const garbage = join(tempDir(), 'id');
+    writeFileSync(garbage, 'not a key\n', { mode: 0o600 });
+    for (const identity_file of [join(tempDir(), 'absent'), garbage]) {
+      const r = await sh('dash', ['off', 'vm1'], { ...env, host_key_fingerprint: h.fingerprint, known_hosts_file: h.knownHosts, identity_file });
+      t.is(r.exitCode, 1);
+      t.regex(r.stderr, /identity file/);
+    }
     t.is(h.connections, before, 'no face dialled');
     // The Node face given a file with the other key: it pins that key, so the broker is refused.
     const pinnedOther = await nodeFace(['off', 'vm1'], { ...env, host_key_fingerprint: `${h.fingerprint},${otherFp}` });
