@@ -327,8 +327,9 @@ ssh-keygen -y -P '' -f "$KEY" >/dev/null 2>"$TMP/key.err" || die "identity file 
 # --- one request to one broker ------------------------------------------------
 # ask ID HOST PORT "COMMAND" BOUND_S CONNECT_S: ssh's stdout, stderr and exit
 # status go to $TMP/ID.{out,err,rc}; $TMP/ID.late marks a run the watchdog
-# ended. dd keeps at most 4 MiB of the reply and 8 KiB of stderr: past that,
-# ssh dies on a closed pipe, so a broker cannot fill the disk.
+# ended. dd keeps at most 4 MiB of the reply (64 reads) and 64 KiB of stderr
+# (1024 reads: ssh writes its warnings line by line): past that, ssh dies on a
+# closed pipe, so a broker cannot fill the disk.
 ask() {
 	{
 		{
@@ -356,7 +357,7 @@ ask() {
 			echo $? >"$TMP/$1.rc"
 			kill -TERM "$dog" 2>/dev/null
 			wait "$dog"
-		} | dd bs=1024 count=8 of="$TMP/$1.err" 2>/dev/null
+		} | dd bs=64 count=1024 of="$TMP/$1.err" 2>/dev/null
 	} 3>&1 | dd bs=65536 count=64 of="$TMP/$1.out" 2>/dev/null
 }
 
