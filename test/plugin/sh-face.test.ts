@@ -169,6 +169,28 @@ needs('against the real daemon: gethosts, status, off/on/reset with a lower-case
   }
 });
 
+needs('several brokers, asked in parallel: off succeeds where one host has the domain and the other positively lacks it; an unreachable broker fails it', async (t) => {
+  const d = await startDaemon({ clusters: { red: { domains: ['red-1', 'red-2'], nodes: { 'red-a': 'red-1' } } }, simDomains: { 'red-1': 'running', 'red-2': 'running' } });
+  const other = await startDaemon({ clusters: { red: { domains: ['red-1', 'red-2'], nodes: { 'red-a': 'red-1' } } }, simDomains: { 'red-1': 'shut off' }, reuseKeys: { 'red-a': d.key('red-a') } });
+  try {
+    const knownHosts = join(tempDir(), 'known_hosts');
+    writeFileSync(knownHosts, readFileSync(d.knownHosts, 'utf8') + readFileSync(other.knownHosts, 'utf8'));
+    const both = { ip: `127.0.0.1:${d.port},127.0.0.1:${other.port}`, identity_file: d.key('red-a'), host_key_fingerprint: `${d.fingerprint},${other.fingerprint}`, known_hosts_file: knownHosts, login_timeout: '30', broker_timeout: '60' };
+    const off = await sh('dash', ['off', 'red-2'], both);
+    t.is(off.exitCode, 0, off.stderr);
+    t.is(d.sim()['red-2'], 'shut off');
+    t.is(other.sim()['red-2'], undefined);
+    t.is((await sh('dash', ['gethosts'], both)).stdout, 'red-1\nred-2\n', 'the union, once each');
+    t.is((await sh('dash', ['on', 'red-2'], both)).exitCode, 0);
+    // The second host cannot be asked: the domain might run there, so no success.
+    const closed = await sh('dash', ['off', 'red-2'], { ...both, ip: `127.0.0.1:${d.port},127.0.0.1:1` });
+    t.is(closed.exitCode, 1);
+    t.regex(closed.stderr, /127\.0\.0\.1:1: no reply/);
+  } finally {
+    await Promise.all([d.stop(), other.stop()]);
+  }
+});
+
 interface Hostile {
   port: number;
   key: string;
