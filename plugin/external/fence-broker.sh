@@ -15,6 +15,10 @@ set -uf
 LC_ALL=C
 export LC_ALL
 umask 077
+NL='
+'
+IFS_DEFAULT=" 	$NL"
+IFS=$IFS_DEFAULT
 
 # BEGIN generated from plugin/options.ts: do not edit; `node scripts/build-plugin.mjs --update-sh` rewrites it
 CONFIGNAMES='ip
@@ -93,37 +97,37 @@ die() {
 	exit 1
 }
 
-# Why $1 is not a valid name (common/names.ts nameProblem), or nothing.
+# The checks below set WHY (empty: fine) rather than print it: no subshell per
+# name, and a list may hold thousands. Process starts are what this plugin's
+# time goes to, so it calls as few programs as it can.
+
+# Why $1 is not a valid name (common/names.ts nameProblem).
 name_problem() {
-	n=$1
+	n=$1 WHY=
 	if [ -z "$n" ]; then
-		echo 'empty name'
-		return
+		WHY='empty name'
+	elif [ "${#n}" -gt 64 ]; then
+		WHY="name longer than 64 characters (${#n})"
+	else
+		case $n in
+		[!"$ALNUM"]* | *[!"$ALNUM"_.:-]*) WHY="\"$n\" does not match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\$" ;;
+		esac
 	fi
-	if [ "${#n}" -gt 64 ]; then
-		echo "name longer than 64 characters (${#n})"
-		return
-	fi
-	case $n in
-	[!"$ALNUM"]* | *[!"$ALNUM"_.:-]*)
-		echo "\"$n\" does not match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\$"
-		;;
-	esac
 }
 
-# Why a valid name is still never a tenant domain (names.ts reservedDomainProblem), or nothing.
+# Why a valid name is still never a tenant domain (names.ts reservedDomainProblem).
 reserved_problem() {
-	n=$1
+	n=$1 WHY=
 	case $n in
 	*[!"$DIGITS"]*) ;;
 	*)
-		echo 'a bare number is a domain id to xl and virsh, not a name'
+		WHY='a bare number is a domain id to xl and virsh, not a name'
 		return
 		;;
 	esac
 	case $n in
 	[Dd][Oo][Mm][Aa][Ii][Nn]-0)
-		echo "Domain-0 is Xen's control domain, never a tenant domain"
+		WHY="Domain-0 is Xen's control domain, never a tenant domain"
 		return
 		;;
 	esac
@@ -137,7 +141,7 @@ reserved_problem() {
 	done
 	case $s in
 	*[!"$HEX"]*) ;;
-	*) if [ "${#s}" -eq 32 ]; then echo 'UUID-shaped (32 hex digits and dashes): virsh resolves a UUID before a name'; fi ;;
+	*) if [ "${#s}" -eq 32 ]; then WHY='UUID-shaped (32 hex digits and dashes): virsh resolves a UUID before a name'; fi ;;
 	esac
 }
 
@@ -176,7 +180,7 @@ port_of() {
 	if [ "${#p}" -le 5 ] && [ "$p" -ge 1 ] && [ "$p" -le 65535 ]; then echo "$p"; fi
 }
 
-# One broker address, host[:port] or [v6]:port (client.ts parseBrokers) → "host port" on stdout.
+# One broker address, host[:port] or [v6]:port (client.ts parseBrokers) → "host/port" on stdout.
 broker_of() {
 	a=$1
 	case $a in
@@ -202,7 +206,7 @@ broker_of() {
 	*) return 1 ;;
 	esac
 	[ -n "$port" ] || return 1
-	echo "$h $port"
+	echo "$h/$port"
 }
 
 # --- the verbs that need no broker -------------------------------------------
@@ -240,9 +244,9 @@ gethosts | status)
 	# A host with a space arrives as several words once cluster-glue's sh -c has split it.
 	[ $# -eq 1 ] || die "$verb needs exactly one host, got $# words"
 	host=$1
-	why=$(name_problem "$host")
-	[ -n "$why" ] || why=$(reserved_problem "$host")
-	[ -z "$why" ] || die "$verb: domain: $why"
+	name_problem "$host"
+	[ -n "$WHY" ] || reserved_problem "$host"
+	[ -z "$WHY" ] || die "$verb: domain: $WHY"
 	;;
 esac
 
@@ -250,7 +254,8 @@ esac
 IPPORT=$(port_of "${ipport-$DEFAULT_IPPORT}")
 [ -n "$IPPORT" ] || die "ipport \"${ipport-}\" is not a port number"
 USERNAME=${username-$DEFAULT_USERNAME}
-[ -z "$(name_problem "$USERNAME")" ] || die "user \"$USERNAME\" is not a valid name"
+name_problem "$USERNAME"
+[ -z "$WHY" ] || die "user \"$USERNAME\" is not a valid name"
 BROKER_S=$(seconds broker_timeout "${broker_timeout-$DEFAULT_BROKER_TIMEOUT}") || exit 1
 LOGIN_S=$(seconds login_timeout "${login_timeout-$DEFAULT_LOGIN_TIMEOUT}") || exit 1
 KEY=${identity_file-}
@@ -260,8 +265,14 @@ KEY=${identity_file-}
 # Not a position of Heartbeat's stonith_host (those are fixed): derived from identity_file.
 KNOWN=${known_hosts_file:-$KEY.known_hosts}
 
+# Lists are split at commas and blanks by the shell itself (globbing is off).
+LIST_IFS=", 	"
+IFS=$LIST_IFS
+# shellcheck disable=SC2086 # split at commas and blanks on purpose
+set -- $host_key_fingerprint
+IFS=$IFS_DEFAULT
 PINNED=
-for f in $(printf '%s' "$host_key_fingerprint" | tr ', \t' '   '); do
+for f in "$@"; do
 	case $f in
 	SHA256:*[!"$ALNUM"+/]*) die "host key fingerprint \"$f\" is not SHA256:<43 base64 characters> (ssh-keygen -lf host_key.pub)" ;;
 	SHA256:*) [ "${#f}" -eq 50 ] || die "host key fingerprint \"$f\" is not SHA256:<43 base64 characters> (ssh-keygen -lf host_key.pub)" ;;
@@ -271,10 +282,14 @@ for f in $(printf '%s' "$host_key_fingerprint" | tr ', \t' '   '); do
 done
 [ -n "$PINNED" ] || die 'no host key fingerprint given'
 
+IFS=$LIST_IFS
+# shellcheck disable=SC2086 # split at commas and blanks on purpose
+set -- $ip
+IFS=$IFS_DEFAULT
 BROKERS=
-for a in $(printf '%s' "$ip" | tr ',\t' '  '); do
+for a in "$@"; do
 	b=$(broker_of "$a") || die "broker address \"$a\" is not host[:port]"
-	BROKERS="$BROKERS $(echo "$b" | tr ' ' '/')"
+	BROKERS="$BROKERS $b"
 done
 [ -n "$BROKERS" ] || die 'no broker address given'
 
@@ -313,13 +328,15 @@ while read -r k1 k2 k3 _rest || [ -n "${k1-}" ]; do
 done <"$KNOWN"
 [ "$n" -gt 0 ] || die "known_hosts_file $KNOWN holds no key"
 ssh-keygen -l -E sha256 -f "$TMP/pinned" >"$TMP/fingerprints" 2>"$TMP/keygen.err" || die "known_hosts_file $KNOWN: ssh-keygen cannot read its keys: $(tail -n 1 "$TMP/keygen.err")"
-[ "$(grep -c . "$TMP/fingerprints")" -eq "$n" ] || die "known_hosts_file $KNOWN: ssh-keygen read $(grep -c . "$TMP/fingerprints") of its $n keys"
+read_fps=0
 while read -r _bits fp _rest; do
+	read_fps=$((read_fps + 1))
 	case " $PINNED " in
 	*" $fp "*) ;;
 	*) die "known_hosts_file $KNOWN holds key $fp, which is not among host_key_fingerprint ($PINNED ); refusing it" ;;
 	esac
 done <"$TMP/fingerprints"
+[ "$read_fps" -eq "$n" ] || die "known_hosts_file $KNOWN: ssh-keygen read $read_fps of its $n keys"
 
 # A key ssh could not use fails here, before any broker is dialled (as in the Node face).
 ssh-keygen -y -P '' -f "$KEY" >/dev/null 2>"$TMP/key.err" || die "identity file $KEY is not a usable private key: $(tail -n 1 "$TMP/key.err")"
@@ -362,16 +379,13 @@ ask() {
 }
 
 # The reply's top-level members, one a line, then a line "}"; nothing past
-# what is not a JSON object of strings, booleans, string arrays and string
-# maps. Escapes (\" \\ \n \u…) become ', so no string holds a quote or a
-# backslash and no checked value with an escape can equal a name.
+# what is not one line holding a JSON object of strings, booleans, string
+# lists and string maps. Escapes (\" \\ \n \u…) become ', so no string holds a
+# quote or a backslash, and no checked value with an escape can equal a name.
+# The first sed marks with ! what cannot be the object: a line not first, not
+# last, or not opening with {; the second takes the object apart, member by member.
 members() {
-	sed "s/\\\\./'/g" "$1" | sed -n '
-/^{/{
-s/^{/,/
-t go
-}
-:go
+	sed -e '1!s/^/!/' -e '$!s/^/!/' -e 's/^{/,/' -e 't ok' -e 's/^/!/' -e ':ok' -e "s/\\\\./'/g" "$1" | sed -n '
 /^}$/{
 p
 q
@@ -404,109 +418,120 @@ D
 '
 }
 
-# The one value of top-level member $2 in members file $1 (a string without its quotes, or true/false/[…]).
-member() {
-	c=$(grep -c "^\"$2\":" "$1")
-	[ "$c" -eq 1 ] || return 1
-	sed -n "s/^\"$2\"://p" "$1"
-}
-unquote() {
-	case $1 in
-	\"*\") v=${1#\"} && echo "${v%\"}" ;;
-	*) return 1 ;;
-	esac
-}
+# A JSON string's text, without its quotes (v).
+unq() { v=${1#\"} && v=${v%\"}; }
 
 # The start of a reply, printable, for a message.
 preview() { dd bs=200 count=1 <"$1" 2>/dev/null | tr -c ' -~' '?'; }
 
-# check ID VERB TARGET: sets ok (true/false), code, state, msg from broker ID's
+# check ID VERB TARGET: sets ok (true/false), code and msg from broker ID's
 # reply, checked against the request (plugin/client.ts checkReply); a reply
-# that cannot be checked is code "unreachable". A list's valid names go to ID.names.
+# that cannot be checked is code "unreachable". A list's valid names are
+# added to $TMP/names.
 check() {
-	ok=false code=unreachable
-	out=$TMP/$1.out rc=255
-	[ ! -s "$TMP/$1.rc" ] || rc=$(cat "$TMP/$1.rc")
-	: >"$TMP/$1.names"
-	size=$(wc -c <"$out")
-	if [ -e "$TMP/$1.late" ]; then
+	f=$TMP/$1 want_action=$2 want_target=$3
+	ok=false code=unreachable rc=255
+	[ ! -s "$f.rc" ] || read -r rc <"$f.rc"
+	if [ -e "$f.late" ]; then
 		msg="no answer within $((LOGIN_S + BROKER_S)) s"
 		return
 	fi
+	# shellcheck disable=SC2046 # wc prints two numbers: lines, bytes
+	set -- $(wc -lc <"$f.out")
+	lines=$1 size=$2
 	if [ "$size" -eq 0 ]; then
-		msg="no reply (ssh exit $rc${rc:+: }$(tail -n 1 "$TMP/$1.err" | tr -d '\r' | cut -c 1-300))"
+		msg="no reply (ssh exit $rc${rc:+: }$(tail -n 1 "$f.err" | tr -d '\r' | cut -c 1-300))"
 		return
 	fi
 	if [ "$size" -ge "$MAX_REPLY" ]; then
 		msg="reply too large (at least $size bytes)"
 		return
 	fi
-	# One line, ended by a newline, of printable text only, opening a JSON object.
-	if [ "$(wc -l <"$out")" -ne 1 ] || [ "$(tail -c 1 "$out" | wc -l)" -ne 1 ] || [ "$(tr -d '\000-\011\013-\037\177' <"$out" | wc -c)" -ne "$size" ] || ! grep -q '^{' "$out"; then
-		msg="unreadable reply: not one line of JSON text: $(preview "$out")"
+	# One line ended by a newline (sed refuses a second), of text without control characters.
+	if [ "$lines" -ne 1 ] || [ "$(tr -d '\000-\011\013-\037\177' <"$f.out" | wc -c)" -ne "$size" ]; then
+		msg="unreadable reply: not one line of JSON text: $(preview "$f.out")"
 		return
 	fi
-	members "$out" >"$TMP/$1.m"
-	if [ "$(tail -n 1 "$TMP/$1.m")" != '}' ]; then
-		msg="unreadable reply: $(preview "$out")"
+	# The members, the lists' contents set aside: "domains" to ID.list, one string a line.
+	members "$f.out" | sed -e '/^"domains":\[/{
+h
+s/^"domains":\[\(.*\)\]$/\1/
+s/","/"\
+"/g
+w '"$f.list"'
+x
+s/:.*/:[]/
+}' -e '/^"states":{/s/:.*/:{}/' >"$f.m"
+	r_ok='' r_msg='' r_code='' r_action='' r_target='' r_state='' r_domains='' why='' ended='' seen=' '
+	while IFS= read -r line; do
+		if [ "$line" = '}' ]; then
+			ended=1
+			break
+		fi
+		key=${line#\"} key=${key%%\":*} val=${line#*\":}
+		case $seen in *" $key "*) why="\"$key\" appears twice" ;; esac
+		seen="$seen$key "
+		case $key in
+		ok) r_ok=$val ;;
+		message) r_msg=$val ;;
+		code) r_code=$val ;;
+		action) r_action=$val ;;
+		target) r_target=$val ;;
+		state) r_state=$val ;;
+		domains) r_domains=$val ;;
+		esac
+	done <"$f.m"
+	if [ -z "$ended" ]; then
+		msg="unreadable reply: $(preview "$f.out")"
 		return
 	fi
-	m=$TMP/$1.m
-	r_ok=$(member "$m" ok) || r_ok=
-	r_msg=$(member "$m" message) && r_msg=$(unquote "$r_msg") || r_msg='?'
-	r_code=$(member "$m" code) && r_code=$(unquote "$r_code") || r_code=
-	r_action=$(member "$m" action) && r_action=$(unquote "$r_action") || r_action='?'
-	r_target=$(member "$m" target) && r_target=$(unquote "$r_target") || r_target='?'
-	r_state=$(member "$m" state) && r_state=$(unquote "$r_state") || r_state=
-	why=
-	case $r_ok in true | false) ;; *) why='"ok" is not a boolean' ;; esac
-	[ -n "$why" ] || [ "$r_msg" != '?' ] || why='"message" is not a string'
-	case $why$r_code in
-	ok | failed | not_found | refused | malformed | busy | coordination_unavailable) ;;
-	*) [ -n "$why" ] || why="unknown code \"$r_code\"" ;;
-	esac
-	[ -n "$why" ] || [ "$r_action" = "$2" ] || why="action \"$r_action\" does not match the request's $2"
-	[ -n "$why" ] || [ "$r_target" = "$3" ] || why="target \"$r_target\" does not match the request's \"$3\""
-	case $why$r_state in on | off | unknown) ;; *) [ -n "$why" ] || why="state \"$r_state\" is not one of on, off, unknown" ;; esac
+	[ -n "$why" ] || case $r_ok in true | false) ;; *) why='"ok" is not a boolean' ;; esac
+	[ -n "$why" ] || case $r_msg in \"*\") ;; *) why='"message" is not a string' ;; esac
+	unq "$r_code" && r_code=$v
+	[ -n "$why" ] || case $r_code in ok | failed | not_found | refused | malformed | busy | coordination_unavailable) ;; *) why="unknown code \"$r_code\"" ;; esac
+	[ -n "$why" ] || [ "$r_action" = "\"$want_action\"" ] || why="action ${r_action:-(none)} does not match the request's $want_action"
+	[ -n "$why" ] || [ "$r_target" = "\"$want_target\"" ] || why="target ${r_target:-(none)} does not match the request's \"$want_target\""
+	[ -n "$why" ] || case $r_state in \"on\" | \"off\" | \"unknown\") ;; *) why="state ${r_state:-(none)} is not one of on, off, unknown" ;; esac
 	if [ -z "$why" ] && [ "$r_ok" = true ]; then
 		[ "$r_code" = ok ] || why="ok with code $r_code"
 		[ -n "$why" ] || [ "$rc" -eq 0 ] || why="ok with exit status $rc"
-	fi
-	if [ -z "$why" ] && [ "$2" = gethosts ]; then
-		if d=$(member "$m" domains); then
-			case $d in \[*) ;; *) why='"domains" is not a list' ;; esac
-		elif [ "$r_ok" = true ]; then
-			why='a list without "domains"'
-		fi
-		if [ -z "$why" ] && [ -n "${d-}" ]; then
-			# ["a","b"] → a line each; a name off the pattern is dropped with a warning.
-			printf '%s\n' "$d" | sed 's/^\[//; s/\]$//; s/","/"\
-"/g' | sed -n 's/^"\(.*\)"$/\1/p' | while IFS= read -r name; do
-				if [ -z "$(name_problem "$name")" ]; then
-					echo "$name"
-				else
-					say "WARNING: dropped a domain name off the pattern from the broker's list: \"$(printf '%s' "$name" | cut -c 1-80)\"" 
-				fi
-			done >"$TMP/$1.names"
-		fi
+		[ -n "$why" ] || [ "$want_action" != gethosts ] || [ "$r_domains" = '[]' ] || why='a list without "domains"'
 	fi
 	if [ -n "$why" ]; then
 		msg="reply not trusted: $why"
 		return
 	fi
-	ok=$r_ok code=$r_code msg=$(printf '%s' "$r_msg" | cut -c 1-2000)
+	unq "$r_msg" && msg=$v
+	[ "${#msg}" -le 2000 ] || msg=$(printf '%s' "$msg" | cut -c 1-2000)
+	ok=$r_ok code=$r_code
+	if [ "$ok" = true ] && [ "$want_action" = gethosts ]; then
+		# A name off the pattern is dropped with a warning; the others are kept.
+		while IFS= read -r q; do
+			unq "$q" && name=$v
+			[ -n "$q" ] || continue
+			name_problem "$name"
+			if [ -z "$WHY" ]; then
+				printf '%s\n' "$name"
+			elif [ "${#name}" -le 80 ]; then
+				say "WARNING: dropped a domain name off the pattern from the broker's list: \"$name\""
+			else
+				say "WARNING: dropped a domain name off the pattern from the broker's list (${#name} characters)"
+			fi
+		done <"$f.list" >>"$TMP/names"
+	fi
 }
 
 # run VERB TARGET BOUND_S CONNECT_S: asks every broker at once, then combines
 # their replies (plugin/fencing.ts combine): sets R_OK, R_UNKNOWN (every broker
-# refused or lacks the target), R_MSG; a list's names go to $TMP/names.
+# refused or lacks the target), R_MSG; a list's names go to $TMP/names, sorted.
+RUN=0
 run() {
+	RUN=$((RUN + 1))
 	cmd=$1${2:+ $2}
 	j=0
 	for b in $BROKERS; do
 		j=$((j + 1))
-		rm -f "$TMP/$j.out" "$TMP/$j.err" "$TMP/$j.rc" "$TMP/$j.late" "$TMP/$j.names" "$TMP/$j.m"
-		ask "$j" "${b%/*}" "${b#*/}" "$cmd" "$3" "$4" &
+		ask "$RUN.$j" "${b%/*}" "${b#*/}" "$cmd" "$3" "$4" &
 	done
 	wait
 	n_ok=0 n_failed=0 n_absent=0 n_other=0 R_MSG=
@@ -514,11 +539,10 @@ run() {
 	j=0
 	for b in $BROKERS; do
 		j=$((j + 1))
-		check "$j" "$1" "${2-}"
+		check "$RUN.$j" "$1" "${2-}"
 		R_MSG="$R_MSG${R_MSG:+; }${b%/*}:${b#*/}: $msg"
 		if [ "$ok" = true ]; then
 			n_ok=$((n_ok + 1))
-			cat "$TMP/$j.names" >>"$TMP/names"
 		elif [ "$code" = not_found ]; then
 			n_absent=$((n_absent + 1))
 		else
@@ -526,7 +550,7 @@ run() {
 			[ "$code" = refused ] || n_other=$((n_other + 1))
 		fi
 	done
-	sort -u "$TMP/names" -o "$TMP/names"
+	[ "$1" != gethosts ] || sort -u "$TMP/names" -o "$TMP/names"
 	R_OK=false R_UNKNOWN=false
 	# One host did it (or listed), and every other host answered: a host that
 	# failed might run the domain, or hold more domains.
@@ -536,17 +560,12 @@ run() {
 }
 
 # The listed domain a lower-cased host means (cluster-glue.ts mapCase): itself
-# if listed, else the one case-insensitive match, else itself.
+# if listed, else the one case-insensitive match, else itself. Sets MAPPED.
 map_case() {
-	if grep -qxF -- "$1" "$TMP/names"; then
-		echo "$1"
-		return
-	fi
-	low=$(printf '%s' "$1" | tr "$UPPER" "$LOWER")
-	hits=$(while IFS= read -r d; do
-		[ "$(printf '%s' "$d" | tr "$UPPER" "$LOWER")" = "$low" ] && echo "$d"
-	done <"$TMP/names")
-	if [ -n "$hits" ] && [ "$(echo "$hits" | wc -l)" -eq 1 ]; then echo "$hits"; else echo "$1"; fi
+	MAPPED=$1
+	grep -qxF -- "$1" "$TMP/names" && return
+	hits=$(grep -ixF -- "$1" "$TMP/names")
+	case $hits in '' | *"$NL"*) ;; *) MAPPED=$hits ;; esac
 }
 
 FULL_S=$((LOGIN_S + BROKER_S))
@@ -571,14 +590,20 @@ map_connect=$(((map_s + 1) / 2))
 run gethosts '' "$map_s" "$map_connect"
 listed=$R_OK
 target=$host
-[ "$listed" = false ] || target=$(map_case "$host")
+if [ "$listed" = true ]; then
+	map_case "$host"
+	target=$MAPPED
+fi
 run "$verb" "$target" "$FULL_S" "$LOGIN_S"
 if [ "$listed" = false ] && [ "$R_OK" = false ] && [ "$R_UNKNOWN" = true ]; then
 	# The quick list did not come back in time: map after the refusal, as a last resort.
 	first=$R_MSG
 	run gethosts '' "$FULL_S" "$LOGIN_S"
 	meant=$host
-	[ "$R_OK" = false ] || meant=$(map_case "$host")
+	if [ "$R_OK" = true ]; then
+		map_case "$host"
+		meant=$MAPPED
+	fi
 	if [ "$meant" != "$host" ]; then
 		target=$meant
 		run "$verb" "$target" "$FULL_S" "$LOGIN_S"
