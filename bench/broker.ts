@@ -8,6 +8,8 @@ import { URI } from '../test/libvirt-host.js';
 import { runTimed, stdinOptions, type Timed } from './proc.js';
 
 export const PLUGIN = projectPath('plugin', 'dist', 'fence_broker');
+/** The cluster-glue faces: the Node bundle under its external name, and the POSIX sh plugin (run by /bin/sh). */
+export const EXTERNAL = { node: projectPath('plugin', 'dist', 'external', 'fence-broker'), sh: projectPath('plugin', 'dist', 'external', 'fence-broker.sh') } as const;
 const VIRSH_TOOLSTACK = `{ type: virsh, uri: "${URI}" }`;
 
 export interface BenchBroker {
@@ -50,6 +52,23 @@ export function runPlugin(b: BenchBroker, action: string, domain: string, timeou
     login_timeout: 30, // a busy 2-core machine: never fail a login that is merely slow
   });
   return runTimed(PLUGIN, [], { input, timeoutMs });
+}
+
+/**
+ * A cluster-glue face's `status` (of the device: one `gethosts` request), its
+ * parameters in the environment as cluster-glue passes them; the sh face pins
+ * the host key through the daemon's known_hosts file, the Node face too.
+ */
+export function runExternal(b: BenchBroker, face: keyof typeof EXTERNAL, domain: string, timeoutMs: number): Promise<Timed> {
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    ip: `127.0.0.1:${b.daemon.port}`,
+    identity_file: b.keyFor(domain),
+    host_key_fingerprint: b.daemon.fingerprint,
+    known_hosts_file: b.daemon.knownHosts,
+    login_timeout: '30',
+  };
+  return runTimed(EXTERNAL[face], ['status'], { timeoutMs, env });
 }
 
 /** The broker's own time for the last request on `domain` (audit `duration_ms`), when its audit line is there. */

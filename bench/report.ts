@@ -127,6 +127,9 @@ function brokerSide(r: Report): string {
   const floor = median(r.e2e.status.get('node -e 0')?.ms ?? []);
   const load = median(r.e2e.status.get('fence_broker --version')?.ms ?? []);
   lines.push(`- Floors in the same rounds: \`node -e 0\` ${ms(floor)} ms; the plugin loading its bundle and exiting (\`fence_broker --version\`) ${ms(load)} ms, so loading the plugin costs about ${ms(load - floor)} ms over a bare Node start.`);
+  const face = (f: string) => median(r.e2e.status.get(`external/fence-broker status, ${f}`)?.ms ?? []);
+  const [sh, node] = [face('sh'), face('Node')];
+  lines.push(`- Heartbeat's face (cluster-glue \`status\`: one \`gethosts\` request, parameters in the environment): the POSIX sh plugin over the OpenSSH client ${ms(sh)} ms, the Node bundle ${ms(node)} ms; the sh face needs no Node.js on the node, and pays for OpenSSH's start and the processes (sed, grep, ssh-keygen) that check its pin and the reply.`);
   return lines.join('\n');
 }
 

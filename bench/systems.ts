@@ -2,7 +2,7 @@
 // process (or processes) with its options the way a cluster manager passes
 // them: fence-agents options on stdin for the three agents, argv for virsh.
 import { URI } from '../test/libvirt-host.js';
-import { PLUGIN, runPlugin, type BenchBroker } from './broker.js';
+import { PLUGIN, runExternal, runPlugin, type BenchBroker } from './broker.js';
 import type { FenceVirtd, Sshd } from './peers.js';
 import { failure, runTimed, stdinOptions, type Timed } from './proc.js';
 
@@ -61,6 +61,9 @@ export function systems(p: Peers): System[] {
         return virsh(['domstate', d], t);
       },
     },
+    // The cluster-glue faces' status (Heartbeat's; one gethosts request): the POSIX sh plugin over OpenSSH, and the Node bundle.
+    { name: 'external/fence-broker status, sh', ops: ['status'], run: (_op, d, t) => runExternal(p.broker, 'sh', d, t) },
+    { name: 'external/fence-broker status, Node', ops: ['status'], run: (_op, d, t) => runExternal(p.broker, 'node', d, t) },
     // Floors for status: a Node process doing nothing, and the plugin loading its bundle and exiting (--version).
     { name: 'node -e 0', ops: ['status'], run: (_op, _d, t) => runTimed(process.execPath, ['-e', '0'], { timeoutMs: t }) },
     { name: 'fence_broker --version', ops: ['status'], run: (_op, _d, t) => runTimed(PLUGIN, ['--version'], { timeoutMs: t }) },

@@ -7,7 +7,7 @@
 //   fencectl diff-policy --old BUNDLE_OR_DIR --new BUNDLE_OR_DIR [--config FILE] [--json]
 //   fencectl fleet   [--config FILE] [--json]
 //   fencectl keygen  --cluster C --node N [--out DIR (created 0700)] [--config FILE]
-//   fencectl heartbeat --cluster C [--identity-file PATH] [--config FILE]
+//   fencectl heartbeat --cluster C [--face node|sh] [--identity-file PATH] [--config FILE]
 //   fencectl pacemaker --cluster C [--format cib|pcs|crm] [--identity-file PATH] [--config FILE]
 //   fencectl domains --fleet [--config FILE] [--json]
 // Exit codes: 0 ok / allowed / no change, 1 invalid / denied / not reloaded /
@@ -45,7 +45,7 @@ const USAGE = `usage:
   fencectl domains --fleet [--config FILE] [--json]
   fencectl fleet   [--config FILE] [--json]
   fencectl keygen  --cluster CLUSTER --node NODE [--out DIR] [--config FILE]
-  fencectl heartbeat --cluster CLUSTER [--identity-file PATH] [--config FILE]
+  fencectl heartbeat --cluster CLUSTER [--face node|sh] [--identity-file PATH] [--config FILE]
   fencectl pacemaker --cluster CLUSTER [--format cib|pcs|crm] [--identity-file PATH] [--config FILE]
   fencectl explain --config FILE (--as CLUSTER/NODE | --admin NAME) --action ACTION [--target DOMAIN] [--json]
   fencectl explain --config FILE (--as CLUSTER/NODE | --as-admin NAME) --all [--json]
@@ -416,29 +416,44 @@ function outDir(dir: string): void {
   if (!statSync(dir).isDirectory()) throw new Error(`--out ${dir} exists and is not a folder`);
 }
 
-/** The host key's fingerprint, or undefined before the broker first started. */
-function hostFingerprint(config: Config): string | undefined {
+/** The host key's public half (`type base64`) and fingerprint, or undefined before the broker first started. */
+function hostPublic(config: Config): { line: string; fingerprint: string } | undefined {
   if (!existsSync(config.broker.hostKey)) return undefined;
   const parsed = ssh2.utils.parseKey(readFileSync(config.broker.hostKey));
-  return parsed instanceof Error || Array.isArray(parsed) ? undefined : fingerprintOf(parsed.getPublicSSH());
+  if (parsed instanceof Error || Array.isArray(parsed)) return undefined;
+  return { line: `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`, fingerprint: fingerprintOf(parsed.getPublicSSH()) };
 }
+
+/** The host key's fingerprint, or undefined before the broker first started. */
+const hostFingerprint = (config: Config): string | undefined => hostPublic(config)?.fingerprint;
 
 /**
  * The cluster's ha.cf line for Heartbeat v1: every parameter of the plugin,
- * positionally, in getconfignames order (README "Use with Heartbeat").
+ * positionally, in getconfignames order (README "Use with Heartbeat"). The sh
+ * face also needs the host key itself, as a known_hosts line in a file beside
+ * the node's key (its known_hosts_file default): Heartbeat's positions are
+ * fixed, so it is no eighth value.
  */
 async function heartbeat(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, 'identity-file': { type: 'string', default: '/etc/ha.d/fence-broker.key' } });
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, face: { type: 'string', default: 'node' }, 'identity-file': { type: 'string', default: '/etc/ha.d/fence-broker.key' } });
   if (typeof v.cluster !== 'string') throw new UsageError('--cluster is required');
+  if (v.face !== 'node' && v.face !== 'sh') throw new UsageError(`--face: ${JSON.stringify(v.face)} is not node or sh`);
   const config = configFrom(v);
   if (!config.clusters[v.cluster]) throw new UsageError(`--cluster: no cluster ${v.cluster} in ${config.file}`);
   const identity = String(v['identity-file']);
   if (/\s/.test(identity) || !identity.startsWith('/')) throw new UsageError('--identity-file: an absolute path without spaces (stonith_host values are separated by spaces)');
-  const fingerprint = hostFingerprint(config);
-  if (!fingerprint) throw new UsageError(`host key ${config.broker.hostKey} not created yet: start the broker once`);
+  const key = hostPublic(config);
+  if (!key) throw new UsageError(`host key ${config.broker.hostKey} not created yet: start the broker once`);
   const { host, port } = config.broker.listen;
   if (host === '0.0.0.0' || host === '::') throw new UsageError(`broker.listen is ${host}: give the nodes an address they reach (set listen to it)`);
-  out(`stonith_host * external/fence-broker ${host} ${port} fence ${identity} ${fingerprint} 45 5`);
+  const line = `stonith_host * external/fence-broker ${host} ${port} fence ${identity} ${key.fingerprint} 45 5`;
+  if (v.face === 'node') {
+    out(line);
+    return 0;
+  }
+  // The faces read only the key; the host field lets `ssh -o UserKnownHostsFile=` use the file by hand too.
+  out(`# /etc/ha.d/ha.cf, every node (install the sh face: fence_broker --install --face sh, or copy external/fence-broker.sh):\n${line}`);
+  out(`# ${identity}.known_hosts, every node (the sh face's pinned host key):\n${port === 22 ? host : `[${host}]:${port}`} ${key.line}`);
   return 0;
 }
 

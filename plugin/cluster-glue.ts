@@ -6,7 +6,8 @@
 import { OptionError } from './client.js';
 import { run, type Outcome } from './fencing.js';
 import { escapeXml } from './xml.js';
-import { CLUSTER_GLUE_OPTIONS, toClientOptions, type OptionValues } from './options.js';
+import { reservedDomainProblem } from '../common/names.js';
+import { CLUSTER_GLUE_OPTIONS, CONFIG_NAMES, OPTIONS, toClientOptions, type OptionValues } from './options.js';
 
 /** The `<parameters>` fragment stonith wraps into its metadata. */
 export function parametersXml(): string {
@@ -19,13 +20,37 @@ export function parametersXml(): string {
   return `<parameters>\n${params.join('\n')}\n</parameters>\n`;
 }
 
-const INFO: Record<string, string> = {
+export const INFO: Record<string, string> = {
   'getinfo-devid': 'fence-broker',
   'getinfo-devname': 'fence-broker virtualization host fencing switch',
   'getinfo-devdescr':
     'Fences virtual machines through fence-broker, a daemon on the virtualization host that checks a Rego policy (a cluster may fence only its own domains) and powers domains off with xl or virsh, verified.',
   'getinfo-devurl': 'https://fence-broker.invalid/',
 };
+
+const shQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * The sh face's (plugin/external/fence-broker.sh) block of what this table
+ * decides: getconfignames, getinfo-*, defaults. scripts/build-plugin.mjs
+ * refuses a sh file whose block differs (--update-sh rewrites it); a test
+ * compares both faces' outputs.
+ */
+export function shBlock(): string {
+  const dflt = (name: string) => shQuote(OPTIONS.find((o) => o.name === name)?.default ?? '');
+  return [
+    `CONFIGNAMES=${shQuote(CONFIG_NAMES.join('\n'))}`,
+    `PARAMETERS_XML=${shQuote(parametersXml().replace(/\n$/, ''))}`,
+    `DEVID=${shQuote(INFO['getinfo-devid'] as string)}`,
+    `DEVNAME=${shQuote(INFO['getinfo-devname'] as string)}`,
+    `DEVDESCR=${shQuote(INFO['getinfo-devdescr'] as string)}`,
+    `DEVURL=${shQuote(INFO['getinfo-devurl'] as string)}`,
+    `DEFAULT_IPPORT=${dflt('ipport')}`,
+    `DEFAULT_USERNAME=${dflt('username')}`,
+    `DEFAULT_BROKER_TIMEOUT=${dflt('broker_timeout')}`,
+    `DEFAULT_LOGIN_TIMEOUT=${dflt('login_timeout')}`,
+  ].join('\n') + '\n';
+}
 
 type Write = (s: string) => void;
 
@@ -46,7 +71,7 @@ export async function clusterGlue(argv: string[], env: NodeJS.ProcessEnv, out: W
     return 1;
   }
   if (verb === 'getconfignames') {
-    out(CLUSTER_GLUE_OPTIONS.map((o) => o.name).join('\n') + '\n');
+    out(CONFIG_NAMES.join('\n') + '\n');
     return 0;
   }
   if (verb === 'getinfo-xml') {
@@ -90,6 +115,12 @@ export async function clusterGlue(argv: string[], env: NodeJS.ProcessEnv, out: W
     return 1;
   }
   const host = rest[0] as string;
+  // Never a tenant domain (names.ts), refused before any broker is asked, as the sh face does.
+  const reserved = reservedDomainProblem(host);
+  if (reserved) {
+    err(`fence-broker: ${verb}: domain: ${reserved}\n`);
+    return 1;
+  }
   // cluster-glue lower-cased the name: map it to the domain it meant from the
   // caller's list first, so the request names a domain the caller really has
   // (no refused request, and no deny line in the audit log, on every fence).

@@ -1,9 +1,10 @@
 // The guest plugin's entry point, bundled into one file that needs only Node ≥ 18
 // (scripts/build-plugin.mjs → plugin/dist/). The face is chosen by the name it
 // is run under: fence_broker (fence-agents) or fence-broker (cluster-glue).
-//   fence_broker --install [--prefix DIR]   puts both faces where Pacemaker and
+//   fence_broker --install [--prefix DIR] [--face node|sh]   puts both faces where Pacemaker and
 //   cluster-glue look: /usr/sbin/fence_broker, /usr/lib/stonith/plugins/external/fence-broker
-import { chmodSync, copyFileSync, mkdirSync, realpathSync } from 'node:fs';
+//   (with --face sh, the latter is the POSIX sh plugin the bundle carries, which needs no Node)
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { clusterGlue } from './cluster-glue.js';
 import { fenceAgents } from './fence-agents.js';
@@ -17,18 +18,29 @@ export const INSTALL_PATHS = {
   clusterGlue: join('usr', 'lib', 'stonith', 'plugins', 'external', 'fence-broker'),
 };
 
+/** plugin/external/fence-broker.sh, put in by scripts/build-plugin.mjs (absent when run unbundled). */
+declare const FENCE_BROKER_SH: string | undefined;
+
 function install(argv: string[]): number {
   const i = argv.indexOf('--prefix');
   const prefix = i >= 0 ? argv[i + 1] ?? '' : '/';
-  if (i >= 0 && !prefix) {
-    err('usage: fence_broker --install [--prefix DIR]\n');
+  const f = argv.indexOf('--face');
+  const face = f >= 0 ? argv[f + 1] : 'node';
+  if ((i >= 0 && !prefix) || (face !== 'node' && face !== 'sh')) {
+    err('usage: fence_broker --install [--prefix DIR] [--face node|sh]\n');
     return 2;
   }
+  const sh = typeof FENCE_BROKER_SH === 'string' ? FENCE_BROKER_SH : undefined;
+  if (face === 'sh' && sh === undefined) {
+    err('fence_broker: this build carries no sh face; install from the bundle (plugin/dist/fence_broker)\n');
+    return 1;
+  }
   const self = realpathSync(process.argv[1] as string);
-  for (const rel of Object.values(INSTALL_PATHS)) {
+  for (const [which, rel] of Object.entries(INSTALL_PATHS)) {
     const dest = join(prefix, rel);
     mkdirSync(join(dest, '..'), { recursive: true });
-    copyFileSync(self, dest);
+    if (which === 'clusterGlue' && face === 'sh') writeFileSync(dest, sh as string);
+    else copyFileSync(self, dest);
     // cluster-glue refuses plugins writable by group or others.
     chmodSync(dest, 0o755);
     out(`installed ${dest}\n`);

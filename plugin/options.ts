@@ -3,7 +3,9 @@
 // Everything else is derived from it: the getopt parser and the stdin names
 // (fence-agents face), the metadata (action and plug included), the
 // cluster-glue face's getconfignames and getinfo-xml, and --help.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import ssh2 from 'ssh2';
+import { fingerprintOf } from '../common/fingerprint.js';
 import type { ParseArgsConfig } from 'node:util';
 import { checkClientOptions, DEFAULT_LOGIN_TIMEOUT_S, DEFAULT_PORT, DEFAULT_TIMEOUT_S, OptionError, parseBrokers, type ClientOptions } from './client.js';
 
@@ -25,6 +27,12 @@ export interface OptionSpec {
   deprecatedAlias?: string;
   /** cluster-glue's parameters are the connection options only (positional in Heartbeat's stonith_host). */
   clusterGlue: boolean;
+  /**
+   * cluster-glue: given by name or environment only, never a position of
+   * Heartbeat's stonith_host (its 7 positions are an interface: a count that
+   * differs stops Heartbeat), so not in getconfignames.
+   */
+  byNameOnly?: true;
   /** Metadata and help order (fence-agents' convention: connection first, generic last). */
   order: number;
 }
@@ -37,6 +45,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'username', long: 'username', short: 'l', arg: 'name', type: 'string', required: false, default: 'fence', shortdesc: 'SSH user name (any; the broker identifies the node by its key)', aliases: ['login'], clusterGlue: true, order: 4 },
   { name: 'identity_file', long: 'identity-file', short: 'k', arg: 'filename', type: 'string', required: true, shortdesc: "This node's SSH private key, registered for it in the broker's clusters.yaml", clusterGlue: true, order: 5 },
   { name: 'host_key_fingerprint', long: 'host-key-fingerprint', arg: 'SHA256:...', type: 'string', required: true, shortdesc: 'The broker host key fingerprint(s), comma-separated (ssh-keygen -lf host_key.pub); any other host key is refused', clusterGlue: true, order: 6 },
+  { name: 'known_hosts_file', long: 'known-hosts-file', arg: 'filename', type: 'string', required: false, shortdesc: "OpenSSH known_hosts file with the broker host key(s), each also listed in host_key_fingerprint; only its keys are read. The sh face needs it (default: identity_file with .known_hosts appended); the Node faces pin its keys when it is given", clusterGlue: true, byNameOnly: true, order: 6 },
   { name: 'broker_timeout', long: 'broker-timeout', arg: 'seconds', type: 'second', required: false, default: String(DEFAULT_TIMEOUT_S), shortdesc: "Give up on a broker that has not answered a request within this many seconds after login (longer than the broker's own 40 s deadline)", aliases: ['power_timeout'], clusterGlue: true, order: 7 },
   { name: 'login_timeout', long: 'login-timeout', arg: 'seconds', type: 'second', required: false, default: String(DEFAULT_LOGIN_TIMEOUT_S), shortdesc: 'Give up on a broker that has not accepted the connection and login within this many seconds', clusterGlue: true, order: 8 },
   { name: 'delay', long: 'delay', arg: 'seconds', type: 'second', required: false, default: '0', shortdesc: 'Wait this many seconds before off or reboot (not on, status or list)', clusterGlue: false, order: 200 },
@@ -53,8 +62,11 @@ export const OPTIONS: OptionSpec[] = [
 
 const sorted = (specs: OptionSpec[]) => [...specs].sort((a, b) => a.order - b.order);
 
-/** cluster-glue's parameters, in getconfignames order (Heartbeat's stonith_host takes them positionally). */
+/** cluster-glue's parameters (read from the environment, listed in getinfo-xml). */
 export const CLUSTER_GLUE_OPTIONS = OPTIONS.filter((o) => o.clusterGlue);
+
+/** getconfignames, in order: Heartbeat's stonith_host gives these by position; the list is pinned by a test. */
+export const CONFIG_NAMES = CLUSTER_GLUE_OPTIONS.filter((o) => !o.byNameOnly).map((o) => o.name);
 
 /** fence-agents' getopt spelling, "-a, --ip=[host[:port],...]". */
 export const getoptOf = (o: OptionSpec): string => `${o.short ? `-${o.short}, ` : ''}--${o.long}${o.type === 'boolean' ? '' : `=[${o.arg ?? 'value'}]`}`;
@@ -122,16 +134,46 @@ export function toClientOptions(v: OptionValues): ClientOptions {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new OptionError(`ipport ${JSON.stringify(v.ipport)} is not a port number`);
   const timeout = seconds('broker_timeout', v.broker_timeout, DEFAULT_TIMEOUT_S, true);
   const login = seconds('login_timeout', v.login_timeout, DEFAULT_LOGIN_TIMEOUT_S, true);
+  const fingerprints = need('host_key_fingerprint').split(/[,\s]+/).filter(Boolean);
   const o: ClientOptions = {
     brokers: parseBrokers(need('ip'), port),
     user: v.username ?? 'fence',
     identityFile: need('identity_file'),
-    hostKeyFingerprints: need('host_key_fingerprint').split(/[,\s]+/).filter(Boolean),
+    hostKeyFingerprints: v.known_hosts_file ? knownHostsPins(v.known_hosts_file, fingerprints) : fingerprints,
     timeoutMs: timeout * 1000,
     loginTimeoutMs: login * 1000,
   };
   checkClientOptions(o);
   return o;
+}
+
+/**
+ * The keys of a known_hosts file (the sh face's pin, which OpenSSH needs as a
+ * key), as fingerprints: each must also be among `fingerprints`, and only they
+ * are then pinned. Host names in the file are not read; markers are refused.
+ */
+export function knownHostsPins(file: string, fingerprints: string[]): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new OptionError(`cannot read known_hosts_file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const pins: string[] = [];
+  for (const [i, line] of text.split('\n').entries()) {
+    const f = line.trim().split(/\s+/);
+    if (f[0] === '' || f[0]?.startsWith('#')) continue;
+    if (f[0]?.startsWith('@')) throw new OptionError(`known_hosts_file ${file}:${i + 1}: markers (${f[0]}) are not supported`);
+    // "hosts type key [comment]", or "type key [comment]" (a .pub file): a key's base64 starts AAAA.
+    const [type, b64] = f[1]?.startsWith('AAAA') ? [f[0], f[1]] : [f[1], f[2]];
+    const parsed = type && b64 && /^[A-Za-z0-9+/]+=*$/.test(b64) ? ssh2.utils.parseKey(`${type} ${b64}`) : undefined;
+    if (!parsed || parsed instanceof Error || Array.isArray(parsed)) throw new OptionError(`known_hosts_file ${file}:${i + 1}: not a key line`);
+    const fp = fingerprintOf(parsed.getPublicSSH());
+    if (!fingerprints.includes(fp)) throw new OptionError(`known_hosts_file ${file} holds key ${fp}, which is not among host_key_fingerprint (${fingerprints.join(', ')}); refusing it`);
+    pins.push(fp);
+  }
+  if (pins.length === 0) throw new OptionError(`known_hosts_file ${file} holds no key`);
+  return [...new Set(pins)];
 }
 
 /** The fence-agents face's own knobs, checked. */

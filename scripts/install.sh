@@ -12,7 +12,8 @@
 #   DIR/lib/systemd/system/fence-broker.service
 #   DIR/etc/logrotate.d/fence-broker
 #   DIR/etc/fence-broker/clusters.yaml      the example, only if there is no config yet
-#   DIR/opt/fence-broker/plugin/            the guest plugin, for guest admins to copy
+#   DIR/opt/fence-broker/plugin/            the guest plugin, for guest admins to copy (external/fence-broker.sh:
+#                                           the cluster-glue face in POSIX sh, for nodes without Node.js)
 #   DIR/var/lib/fence-broker (0700)         host key
 #   DIR/var/log/fence-broker (0750)         audit log
 # The broker refuses files that group or others may write (strict files,

@@ -10,7 +10,7 @@
 //   dist/broker/etcd3-proto/      etcd3's .proto files, which it reads when loaded
 //   dist/policy/bundle.tar.gz     the prebuilt policy bundle (policy.wasm)
 //   schema/clusters.schema.json   read by the config loader
-//   plugin/                       the guest plugin: fence_broker, external/fence-broker
+//   plugin/                       the guest plugin: fence_broker, external/fence-broker (Node), external/fence-broker.sh (POSIX sh)
 //   contrib/                      systemd unit, logrotate, clusters.example.yaml, Prometheus alert rules
 //   README.md SECURITY.md THIRD-PARTY-LICENSES RELEASE install.sh
 // The runtime finds its files from its own location, two folders up
@@ -119,6 +119,8 @@ copy('dist/policy/bundle.tar.gz');
 copy('schema/clusters.schema.json');
 copy('plugin/dist/fence_broker', 'plugin/fence_broker', 0o755);
 copy('plugin/dist/external/fence-broker', 'plugin/external/fence-broker', 0o755);
+// The sh face, for nodes without Node.js: copied as /usr/lib/stonith/plugins/external/fence-broker (or fence_broker --install --face sh).
+copy('plugin/dist/external/fence-broker.sh', 'plugin/external/fence-broker.sh', 0o755);
 // Beside this tree's "type": "module", the extensionless CommonJS plugin must still load as CommonJS.
 writeFileSync(join(out, 'plugin', 'package.json'), '{ "type": "commonjs" }\n');
 copy('contrib/fence-broker.service');

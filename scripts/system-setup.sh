@@ -11,14 +11,21 @@ PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
       prometheus  # promtool: check metrics (the /metrics output) and check/test rules (contrib/); the server is never started
       cluster-glue heartbeat pacemaker pacemaker-cli-utils corosync fence-agents fence-virt fence-virtd iproute2 etcd-server etcd-client
       libxml2-utils openssh-client openssh-server systemd
+      shellcheck busybox  # the sh face: shellcheck -s sh, and busybox ash to run it under
       python3  # tests: the notify socket (AF_UNIX datagrams, sender credentials) and an O_NONBLOCK stdin pipe; Node has neither
       pcs crmsh)  # fencectl pacemaker --format pcs|crm, applied to offline CIB files; pcsd is never started
+# Without their recommends: devscripts (for checkbashisms only) recommends a packaging toolchain.
+BARE=(devscripts)
 missing=()
+bare=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "system-setup: apt-get install ${missing[*]}" >&2
+for p in "${BARE[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || bare+=("$p")
+done
+if [ $((${#missing[@]} + ${#bare[@]})) -gt 0 ]; then
+  echo "system-setup: apt-get install ${missing[*]} ${bare[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   # Packages must not start their daemons (pcsd, corosync, pacemaker...): the
   # tests run their own, and pcs's install fails if pcsd cannot start. Container
@@ -28,7 +35,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
-  apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >&2
+  [ ${#missing[@]} -eq 0 ] || apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >&2
+  [ ${#bare[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${bare[@]}" >&2
 fi
 
 # libvirt as root without systemd: users/groups the packages expect, a qemu.conf

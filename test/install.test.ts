@@ -101,7 +101,7 @@ test('the release installs into a fresh prefix and runs there without the repo, 
   t.is(lstatSync(join(prefix, 'var', 'lib', 'fence-broker')).mode & 0o777, 0o700);
   t.is(lstatSync(join(prefix, 'var', 'log', 'fence-broker')).mode & 0o777, 0o750);
   t.is(lstatSync(join(prefix, 'etc', 'fence-broker', 'clusters.yaml')).mode & 0o777, 0o640);
-  for (const f of ['dist/broker/main.js', 'dist/broker/fencectl.js', 'dist/policy/bundle.tar.gz', 'schema/clusters.schema.json', 'plugin/fence_broker', 'plugin/external/fence-broker', 'THIRD-PARTY-LICENSES']) {
+  for (const f of ['dist/broker/main.js', 'dist/broker/fencectl.js', 'dist/policy/bundle.tar.gz', 'schema/clusters.schema.json', 'plugin/fence_broker', 'plugin/external/fence-broker', 'plugin/external/fence-broker.sh', 'THIRD-PARTY-LICENSES']) {
     t.true(existsSync(join(opt, f)), `${f} installed`);
   }
   t.false(existsSync(join(opt, 'node_modules')), 'everything is bundled: no node_modules');

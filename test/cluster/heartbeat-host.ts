@@ -40,6 +40,10 @@ export interface HeartbeatCluster {
   stonithHost: string;
   /** Node name → its private key file (copied into its /etc/ha.d, 0600). */
   keys: Record<string, string>;
+  /** The external plugin every node installs: the Node bundle (default) or the sh face, on nodes without Node.js. */
+  face?: 'node' | 'sh';
+  /** Files for every node's /etc/ha.d (name → text), e.g. the sh face's known_hosts. */
+  haFiles?: Record<string, string>;
 }
 
 /** Heartbeat's configuration for one node (what README "Use with Heartbeat" shows). */
@@ -82,9 +86,11 @@ export async function startHeartbeatCluster(c: HeartbeatCluster, lab: Lab, resou
       chmodSync(join(had, 'resource.d', 'fbres'), 0o755);
       copyFileSync(c.keys[name] as string, join(had, 'fence-broker.key'));
       chmodSync(join(had, 'fence-broker.key'), 0o600);
+      for (const [file, text] of Object.entries(c.haFiles ?? {})) writeFileSync(join(had, file), text, { mode: 0o644 });
+      const sh = c.face === 'sh';
       const child: ResultPromise = execa(
         'ip',
-        ['netns', 'exec', netns, 'unshare', '--pid', '--mount', '--uts', '--fork', '--propagation', 'private', '--mount-proc', projectPath('test', 'cluster', 'heartbeat-node.sh'), dir, name, projectPath('plugin', 'dist', 'fence_broker')],
+        ['netns', 'exec', netns, 'unshare', '--pid', '--mount', '--uts', '--fork', '--propagation', 'private', '--mount-proc', projectPath('test', 'cluster', 'heartbeat-node.sh'), dir, name, sh ? projectPath('plugin', 'external', 'fence-broker.sh') : projectPath('plugin', 'dist', 'fence_broker'), ...(sh ? ['no-node'] : [])],
         { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', buffer: false },
       );
       let out = '';

@@ -6,11 +6,12 @@
 # finds (/usr/lib/stonith/plugins/external, an overlay) are its own. Heartbeat
 # daemonizes; being PID 1 of the namespace, this script takes every process of
 # the node with it when it is killed: that is how a test makes a node die.
-#   heartbeat-node.sh DIR NODENAME PLUGIN
+#   heartbeat-node.sh DIR NODENAME PLUGIN [no-node]
 # DIR holds ha.d/ (ha.cf, authkeys, haresources, resource.d/, the node's key),
-# laid over the packaged /etc/ha.d, and receives the logs.
+# laid over the packaged /etc/ha.d, and receives the logs. With no-node, this
+# node has no Node.js: /dev/null is bound over the node binary (the sh face).
 set -euo pipefail
-dir=$1 node=$2 plugin=$3
+dir=$1 node=$2 plugin=$3 hide=${4:-}
 hostname "$node"
 ip link set lo up
 for d in /var/lib/heartbeat /run /dev/shm /var/lib/pacemaker; do mount -t tmpfs tmpfs "$d"; done
@@ -24,6 +25,10 @@ mount -t overlay overlay -o "lowerdir=/usr/lib/stonith/plugins/external,upperdir
 # Heartbeat locks itself in memory when it may.
 ulimit -l unlimited || true
 cp "$plugin" /usr/lib/stonith/plugins/external/fence-broker
+if [ "$hide" = no-node ]; then
+  mount --bind /dev/null "$(command -v node)"
+  if node -e 0 2>/dev/null; then echo "node still runs on $node" >&2; exit 1; fi
+fi
 chmod 0755 /usr/lib/stonith/plugins/external/fence-broker
 /usr/libexec/heartbeat/heartbeat >>"$dir/heartbeat.out" 2>&1
 echo "node $node up" >&2
