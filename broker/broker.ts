@@ -204,7 +204,7 @@ export class Broker {
     if (power && who.kind === 'node') {
       let facts: RaceFacts;
       try {
-        facts = await this.deps.coordination.facts({ cluster: who.cluster, node: who.node, requesterDomain: who.domain, ...(stormWindowMs === undefined ? {} : { stormWindowMs }) });
+        facts = await this.deps.coordination.facts({ cluster: who.cluster, node: who.node, requesterDomain: who.domain, ...(target ? { target } : {}), ...(stormWindowMs === undefined ? {} : { stormWindowMs }) });
       } catch (err) {
         return this.unavailable(record, base, err);
       }

@@ -25,7 +25,7 @@ export interface Claim {
 export interface RaceFacts {
   /** The requester's own domain is being, or was just, fenced by another node. */
   requesterFenced: boolean;
-  /** Distinct domains of the cluster fenced within its storm window. */
+  /** Distinct domains of the cluster fenced within its storm window, other than the request's target (Rego: recent_fences; at the limit, one more domain is refused). */
   recentFences: number;
 }
 
@@ -76,7 +76,12 @@ export interface Restorable {
 export interface Coordination {
   /** For logs and the ready line. */
   readonly describe: string;
-  facts(q: { cluster: string; requesterDomain: string; node: string; stormWindowMs?: number }): Promise<RaceFacts>;
+  /**
+   * `target`: the domain the request would fence. It is left out of the
+   * count: fencing a domain already counted (the same request reached another
+   * broker first, or the domain is fenced again) adds no distinct domain.
+   */
+  facts(q: { cluster: string; requesterDomain: string; node: string; target?: string; stormWindowMs?: number }): Promise<RaceFacts>;
   /**
    * Atomically: the requester has not lost and the cluster is under its storm
    * limit; then mark the target for it (and count it). The mark is kept alive

@@ -237,10 +237,10 @@ export class EtcdCoordination implements Coordination {
     return entry.id;
   }
 
-  async facts(q: { cluster: string; requesterDomain: string; node: string; stormWindowMs?: number }): Promise<RaceFacts> {
+  async facts(q: { cluster: string; requesterDomain: string; node: string; target?: string; stormWindowMs?: number }): Promise<RaceFacts> {
     const deadline = Date.now() + this.s.timeoutMs;
     const s = await this.by('read race facts', deadline, () => this.read(q, deadline));
-    return { requesterFenced: s.ownHolders.some((h) => h !== holderOf(q)), recentFences: q.stormWindowMs === undefined ? 0 : s.fences.length };
+    return { requesterFenced: s.ownHolders.some((h) => h !== holderOf(q)), recentFences: q.stormWindowMs === undefined ? 0 : s.fences.filter((d) => d !== q.target).length };
   }
 
   async claim(c: Claim): Promise<ClaimOutcome> {

@@ -28,17 +28,18 @@ export class LocalCoordination implements Coordination {
     return undefined;
   }
 
-  private recent(cluster: string): number {
+  /** Distinct domains of `cluster` fenced within its storm window, but for `except`. */
+  private recent(cluster: string, except?: string): number {
     const now = performance.now();
     const m = this.fences.get(cluster);
     if (!m) return 0;
     for (const [d, until] of m) if (until <= now) m.delete(d);
-    return m.size;
+    return except !== undefined && m.has(except) ? m.size - 1 : m.size;
   }
 
-  facts(q: { cluster: string; requesterDomain: string; node: string }): Promise<RaceFacts> {
+  facts(q: { cluster: string; requesterDomain: string; node: string; target?: string }): Promise<RaceFacts> {
     const own = this.live(q.requesterDomain);
-    return Promise.resolve({ requesterFenced: own !== undefined && own.holder !== holderOf(q), recentFences: this.recent(q.cluster) });
+    return Promise.resolve({ requesterFenced: own !== undefined && own.holder !== holderOf(q), recentFences: this.recent(q.cluster, q.target) });
   }
 
   claim(c: Claim): Promise<ClaimOutcome> {

@@ -56,6 +56,15 @@ test('the storm limit is checked inside the claim: six fences at once under limi
   t.deepEqual(await c.claim(claim('blue-2', 'blue-7', storm)), { outcome: 'claimed' }, 'the counted target again (the same request at another broker)');
 });
 
+test('the facts the policy sees leave the request\'s own target out of the storm count: a domain already counted (by the same request at a broker without it) is no new one', async (t) => {
+  const c = new LocalCoordination();
+  await c.claim(claim('blue-1', 'blue-7', { stormWindowMs: 60_000, stormLimit: 1 }));
+  const facts = (target?: string) => c.facts({ cluster: 'blue', node: 'blue-1', requesterDomain: 'blue-1', ...(target ? { target } : {}) });
+  t.is((await facts('blue-7')).recentFences, 0, 'fencing blue-7 again adds no domain: under limit 1 the policy allows it');
+  t.is((await facts('blue-8')).recentFences, 1, 'another domain would be the second');
+  t.is((await facts()).recentFences, 1);
+});
+
 test('a fence that may still land (a destroy issued, not confirmed) keeps its mark for the window; an untouched target does not', async (t) => {
   const c = new LocalCoordination();
   const unsure = claim('blue-1', 'blue-2');
