@@ -5,7 +5,7 @@
 // objects outlive a scavenge or two; by default V8 promotes them and keeps
 // growing the old space it never returns. Measured with 10,000 domains,
 // 4,000 keys and 50 clients opening a connection per request (bench/
-// frontdoor.ts, 2 x 10 s each): peak RSS 203-214 MB -> 126 MB, requests/s and
+// doors/ssh.ts, 2 x 10 s each): peak RSS 203-214 MB -> 126 MB, requests/s and
 // p99 unchanged within the run-to-run noise (392-523/s vs 434-548/s).
 import { setFlagsFromString } from 'node:v8';
 

@@ -14,7 +14,7 @@ import { answerConfigLoad, loadConfigIsolated } from './config/isolated.js';
 import { fileURLToPath } from 'node:url';
 import { Fencer } from './fencer.js';
 import { Metrics } from './metrics.js';
-import { loadOrCreateHostKey, startFrontDoor } from './frontdoor.js';
+import { loadOrCreateHostKey, startFrontDoor } from './doors/ssh.js';
 import { IdentityIndex } from './identity/index.js';
 import type { PolicyEngine } from './policy/engine.js';
 import { loadPolicy } from './policy/load.js';

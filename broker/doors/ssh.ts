@@ -11,12 +11,12 @@ import { timingSafeEqual } from 'node:crypto';
 import { Server as NetServer, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { Logger } from 'pino';
-import type { Limits } from './config/load.js';
-import type { RefusalRecord } from './audit.js';
-import type { Handled, RequestContext } from './broker.js';
-import type { Identity, IdentityIndex } from './identity/index.js';
-import { fingerprintOf, signatureProblem } from './identity/keys.js';
-import { generateEd25519 } from './identity/keygen.js';
+import type { Limits } from '../config/load.js';
+import type { RefusalRecord } from '../audit.js';
+import type { Handled, RequestContext } from '../broker.js';
+import type { Identity, IdentityIndex } from '../identity/index.js';
+import { fingerprintOf, signatureProblem } from '../identity/keys.js';
+import { generateEd25519 } from '../identity/keygen.js';
 
 export interface FrontDoorOptions {
   host: string;

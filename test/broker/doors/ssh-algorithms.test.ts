@@ -9,12 +9,12 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
-import { projectPath } from '../../common/paths.js';
-import { loadOrCreateHostKey, SSH_ALGORITHMS } from '../../broker/frontdoor.js';
-import { startDaemon, type Daemon } from '../broker-daemon.js';
-import { connectAs } from '../ssh-client.js';
-import { tempDir } from '../helpers.js';
-import { generateEd25519 } from '../../broker/identity/keygen.js';
+import { projectPath } from '../../../common/paths.js';
+import { loadOrCreateHostKey, SSH_ALGORITHMS } from '../../../broker/doors/ssh.js';
+import { startDaemon, type Daemon } from '../../broker-daemon.js';
+import { connectAs } from '../../ssh-client.js';
+import { tempDir } from '../../helpers.js';
+import { generateEd25519 } from '../../../broker/identity/keygen.js';
 
 let d: Daemon;
 test.before(async () => {

@@ -4,7 +4,7 @@
 import test from 'ava';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDaemon, type Daemon } from '../broker-daemon.js';
+import { startDaemon, type Daemon } from '../../broker-daemon.js';
 
 let d: Daemon;
 test.before(async () => {
@@ -102,7 +102,7 @@ test.serial('passwords and keyboard-interactive are refused; the host key was cr
 test.serial('a key that is not in clusters.yaml is refused', async (t) => {
   const { execa } = await import('execa');
   const { writeFileSync } = await import('node:fs');
-  const { generateEd25519 } = await import('../../broker/identity/keygen.js');
+  const { generateEd25519 } = await import('../../../broker/identity/keygen.js');
   const file = join(d.dir, 'stranger');
   writeFileSync(file, generateEd25519().private, { mode: 0o600 });
   const r = await execa('ssh', ['-p', String(d.port), '-i', file, '-o', `UserKnownHostsFile=${d.knownHosts}`, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-F', '/dev/null', 'blue-1@127.0.0.1', 'off blue-2'], { reject: false });
@@ -145,7 +145,7 @@ test.serial('the host key survives a restart (same fingerprint)', async (t) => {
   const first = await startDaemon({ clusters: { g: { domains: ['g-1'], nodes: { 'g-1': 'g-1' } } } });
   await first.stop();
   t.is(statSync(join(first.dir, 'host_ed25519')).mode & 0o777, 0o600);
-  const { loadOrCreateHostKey } = await import('../../broker/frontdoor.js');
+  const { loadOrCreateHostKey } = await import('../../../broker/doors/ssh.js');
   const a = loadOrCreateHostKey(join(first.dir, 'host_ed25519'));
   t.false(a.created);
   const b = loadOrCreateHostKey(join(first.dir, 'host_ed25519'));
