@@ -2,6 +2,7 @@
 // its own broker (DESIGN.md §4, migration): every broker is asked, and a domain
 // one host does not have is not thereby off. Both plugin faces call only this.
 import { checkRequest, type Request } from '../common/request.js';
+import { reservedDomainProblem } from '../common/names.js';
 import { loadIdentity, send, type ClientOptions, type Reply } from './client.js';
 
 export interface Outcome {
@@ -60,6 +61,9 @@ export function combine(action: Action, replies: Reply[]): Outcome {
 export async function run(o: ClientOptions, action: Action, target?: string): Promise<Outcome> {
   const checked = checkRequest(action, target);
   if (!checked.ok) return { ok: false, state: 'unknown', message: checked.error };
+  // Never a tenant domain (names.ts): refused here, for every face, before any broker is asked.
+  const reserved = target === undefined ? undefined : reservedDomainProblem(target);
+  if (reserved) return { ok: false, state: 'unknown', message: `domain: ${reserved}` };
   // A missing or unusable key fails at once, before any broker is dialled.
   const key = loadIdentity(o.identityFile);
   if (typeof key === 'string') return { ok: false, state: 'unknown', message: key };

@@ -61,6 +61,16 @@ test('--help and --version; flags from the same table; a bad value is named', as
   t.regex(two.err, /one plug at a time/);
 });
 
+test('a reserved name (Domain-0, a bare number, UUID-shaped) is refused by the shared core before any broker is asked', async (t) => {
+  // 192.0.2.1 (TEST-NET-1) is never dialled: the refusal comes first, with no key file either.
+  for (const plug of ['Domain-0', '12', '6608-1d44-8fad-401b-8961-0aca-60a5-5c87']) {
+    const r = await call(['-o', 'off', '-n', plug, '-a', '192.0.2.1', '-k', '/nonexistent', '--host-key-fingerprint', `SHA256:${'A'.repeat(43)}`]);
+    t.is(r.code, 1, plug);
+    t.regex(r.err, /domain: (Domain-0 is Xen's control domain|a bare number is a domain id|UUID-shaped)/, plug);
+    t.notRegex(r.err, /identity file|nonexistent/, plug);
+  }
+});
+
 test('delay=10 on stdin: the broker sees the off at least 10 s after the agent starts (fence-agents\' own delay check)', async (t) => {
   const d = await startDaemon({ clusters: { blue: { domains: ['blue-1', 'blue-2'], nodes: { 'blue-1': 'blue-1' } } } });
   try {
