@@ -81,7 +81,7 @@ ensure_dir 0755 "$root/opt"
 new=$root/opt/.fence-broker.new.$$
 old=$root/opt/.fence-broker.old.$$
 trap 'rm -rf "$new"' EXIT
-items="package.json RELEASE README.md SECURITY.md THIRD-PARTY-LICENSES dist schema plugin contrib"
+items="package.json RELEASE README.md SECURITY.md BENCHMARKS.md docs THIRD-PARTY-LICENSES dist schema plugin contrib"
 for item in $items; do
   [ -e "$src/$item" ] || die "$src/$item is missing: an incomplete release folder"
 done

@@ -12,7 +12,7 @@
 //   schema/clusters.schema.json   read by the config loader
 //   plugin/                       the guest plugin: fence_broker, external/fence-broker (Node), external/fence-broker.sh (POSIX sh)
 //   contrib/                      systemd unit, logrotate, clusters.example.yaml, Prometheus alert rules
-//   README.md SECURITY.md THIRD-PARTY-LICENSES RELEASE install.sh
+//   README.md SECURITY.md BENCHMARKS.md docs/ THIRD-PARTY-LICENSES RELEASE install.sh
 // The runtime finds its files from its own location, two folders up
 // (common/paths.ts): keeping dist/broker, dist/policy and schema at the same
 // relative places as in the repo makes the same code work in both trees.
@@ -130,6 +130,9 @@ copy('contrib/fence-broker.rules.yml');
 copy('scripts/install.sh', 'install.sh', 0o755);
 copy('README.md');
 copy('SECURITY.md');
+// The rest of the manual, which README.md links to (policies/ stays out: beside the program it means a checkout).
+copy('BENCHMARKS.md');
+for (const f of readdirSync(join(root, 'docs'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.md'))) copy(join('docs', f));
 writeFileSync(
   join(out, 'package.json'),
   JSON.stringify({ name: pkg.name, version: pkg.version, description: pkg.description, license: pkg.license, private: true, type: 'module', engines: pkg.engines }, null, 2) + '\n',

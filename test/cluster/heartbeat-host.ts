@@ -46,7 +46,7 @@ export interface HeartbeatCluster {
   haFiles?: Record<string, string>;
 }
 
-/** Heartbeat's configuration for one node (what README "Use with Heartbeat" shows). */
+/** Heartbeat's configuration for one node (what docs/tenant/heartbeat.md shows). */
 export function haCf(c: HeartbeatCluster, lab: Lab, logDir: string): string {
   return [
     `logfile ${logDir}/ha.log`,

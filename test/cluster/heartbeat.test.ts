@@ -1,6 +1,6 @@
 // Real Heartbeat v1 (crm no), two nodes on a test bridge, each node's "VM" a
 // real QEMU domain of the same name behind the real daemon. Heartbeat is
-// configured the way README "Use with Heartbeat" says (stonith_host with the
+// configured the way docs/tenant/heartbeat.md says (stonith_host with the
 // plugin's parameters in getconfignames order). When one node dies, the
 // survivor resets it through external/fence-broker on its own initiative and
 // only then takes over its resource. Twice: with the Node face, and with the
@@ -39,7 +39,7 @@ async function heartbeatCase(t: ExecutionContext, face: 'node' | 'sh', tags: [st
     const resourceLog = join(tempDir('fb-hbres-'), 'resource.log');
     writeFileSync(resourceLog, '');
     const events = () => readFileSync(resourceLog, 'utf8').split('\n').filter(Boolean);
-    // The line fencectl heartbeat prints (README "Use with Heartbeat"): every
+    // The line fencectl heartbeat prints (docs/tenant/heartbeat.md): every
     // parameter, positionally, in getconfignames order; with --face sh also the
     // known_hosts line for the file beside the key. The config listens on port
     // 0, so the port the daemon took is put in.
@@ -63,7 +63,7 @@ async function heartbeatCase(t: ExecutionContext, face: 'node' | 'sh', tags: [st
       throw new Error(`${String(err)}${hbLogs()}`);
     });
     if (face === 'sh') t.not((await nodeA.run(['node', '-e', '0'])).exitCode, 0, 'this node has no Node.js');
-    // README's check by hand, with the same values: cluster-glue's stonith CLI on a node.
+    // docs/tenant/heartbeat.md's check by hand, with the same values: cluster-glue's stonith CLI on a node.
     const status = await nodeA.run(['stonith', '-t', 'external/fence-broker', '-p', values, '-S']);
     t.is(status.exitCode, 0, status.stderr);
     const hosts = await nodeA.run(['stonith', '-t', 'external/fence-broker', '-p', values, '-l']);

@@ -1,7 +1,7 @@
 // What the SSH front door negotiates, seen from outside the real daemon: no
 // compression an unauthenticated client can use to inflate packets; the
 // pinned algorithm lists, as OpenSSH reads them from the server's KEXINIT, are
-// the ones README documents and each one works; client-supplied names reach
+// the ones docs/doors/ssh.md documents and each one works; client-supplied names reach
 // the audit bounded in size and rate.
 import test from 'ava';
 import { execa } from 'execa';
@@ -161,9 +161,9 @@ function serverProposal(stderr: string): Map<string, string[]> {
   return lists;
 }
 
-/** README's table of offered algorithms ("### Algorithms offered"), by row. */
+/** The table of offered algorithms in docs/doors/ssh.md ("### Algorithms offered"), by row. */
 function readmeAlgorithms(): Map<string, string[]> {
-  const readme = readFileSync(projectPath('README.md'), 'utf8');
+  const readme = readFileSync(projectPath('docs/doors/ssh.md'), 'utf8');
   const section = readme.split('### Algorithms offered')[1]?.split('\n#')[0] ?? '';
   const rows = new Map<string, string[]>();
   for (const m of section.matchAll(/^\| (key exchange|host key|ciphers|MACs|compression)[^|]* \| (.*) \|$/gm)) {
@@ -172,7 +172,7 @@ function readmeAlgorithms(): Map<string, string[]> {
   return rows;
 }
 
-test.serial("OpenSSH reads the pinned lists from the server's KEXINIT, and README's table says the same", async (t) => {
+test.serial("OpenSSH reads the pinned lists from the server's KEXINIT, and docs/doors/ssh.md's table says the same", async (t) => {
   const r = await d.ssh('blue-1', 'status blue-1', ['-vvv']);
   t.is(r.exitCode, 0, r.stderr.slice(-2000));
   const seen = serverProposal(r.stderr);
