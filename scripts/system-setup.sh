@@ -21,6 +21,7 @@ PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
       prometheus  # promtool: check metrics (the /metrics output) and check/test rules (contrib/); the server is never started
       cluster-glue heartbeat pacemaker pacemaker-cli-utils corosync fence-agents fence-virt fence-virtd iproute2 etcd-server etcd-client
       libxml2-utils openssh-client openssh-server systemd
+      logrotate  # the installed contrib/fence-broker.logrotate, run against a broker
       shellcheck busybox  # the sh face: shellcheck -s sh, and busybox ash to run it under
       python3  # tests: the notify socket (AF_UNIX datagrams, sender credentials) and an O_NONBLOCK stdin pipe; Node has neither
       pcs crmsh)  # fencectl pacemaker --format pcs|crm, applied to offline CIB files; pcsd is never started
