@@ -34,9 +34,8 @@ import { fingerprintOf } from '../common/fingerprint.js';
 import { generateEd25519 } from './identity/keygen.js';
 import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from './coordination/fleet.js';
 import { brokerAddress, FORMATS, isFormat, render, tenantFencing } from './admin/pacemaker.js';
+import { DEFAULT_CONFIG } from '../common/prefix.js';
 
-/** Where a host keeps its tenancy when --config is not given. */
-const DEFAULT_CONFIG = '/etc/fence-broker/clusters.yaml';
 
 const USAGE = `usage:
   fencectl check   --config FILE
@@ -383,7 +382,9 @@ async function keygen(args: string[]): Promise<number> {
   if (bad) throw new UsageError(bad);
   const config = configFrom(v);
   const cluster = config.clusters[v.cluster];
-  if (cluster?.nodes[v.node]) throw new UsageError(`${config.file}: node ${v.node} of cluster ${v.cluster} already has a key; remove it first to replace it`);
+  // Checked before anything is written, so a second run is never refused for the first one's files.
+  const fingerprint = hostFingerprint(config);
+  if (!fingerprint) throw new UsageError(`${noHostKey(config)}; nothing written`);
   const dir = resolve(String(v.out));
   outDir(dir);
   const priv = join(dir, v.node);
@@ -392,13 +393,14 @@ async function keygen(args: string[]): Promise<number> {
   writeFileSync(priv, pair.private, { mode: 0o600, flag: 'wx' });
   writeFileSync(`${priv}.pub`, pair.public + '\n', { mode: 0o644, flag: 'wx' });
 
-  const hostKey = config.broker.hostKey;
-  const fingerprint = hostFingerprint(config) ?? `(host key ${hostKey} not created yet: start the broker once, then run this again or ssh-keygen -lf ${hostKey}.pub)`;
   const { host, port } = config.broker.listen;
   const address = host === '0.0.0.0' || host === '::' ? `THIS-HOST:${port}` : brokerAddress(host, port);
   out(`wrote ${priv} (private, 0600) and ${priv}.pub`);
-  out(`\nadd to ${config.file}, under clusters.${v.cluster}.nodes${cluster ? '' : ` (cluster ${v.cluster} is not there yet: add it with its domains)`}:`);
-  out(`      ${v.node}: { key: "${pair.public}" }${cluster && !cluster.domains.includes(v.node) ? `   # add domain: NAME if the node's domain is not called ${v.node}` : ''}`);
+  // A node that has a key (say, the example config's placeholder) gets a new one: its old key works until the reload.
+  if (cluster?.nodes[v.node]) out(`\nin ${config.file}, replace the key of clusters.${v.cluster}.nodes.${v.node} (the old key is refused from the reload on):`);
+  else out(`\nadd to ${config.file}, under clusters.${v.cluster}.nodes${cluster ? '' : ` (cluster ${v.cluster} is not there yet: add it with its domains)`}:`);
+  const domain = cluster?.nodes[v.node]?.domain;
+  out(`      ${v.node}: { key: "${pair.public}"${domain && domain !== v.node ? `, domain: ${domain}` : ''} }${cluster && !domain && !cluster.domains.includes(v.node) ? `   # add domain: NAME if the node's domain is not called ${v.node}` : ''}`);
   out(`\nthen \`fencectl check\` and reload the broker (SIGHUP). On the node, install ${priv} as ${NODE_KEY_PATH} (0600) and use:`);
   out(`  ip=${address}\n  identity_file=${NODE_KEY_PATH}\n  host_key_fingerprint=${fingerprint}`);
   return 0;
@@ -424,8 +426,12 @@ function hostPublic(config: Config): { line: string; fingerprint: string } | und
   return { line: `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`, fingerprint: fingerprintOf(parsed.getPublicSSH()) };
 }
 
-/** The host key's fingerprint, or undefined before the broker first started. */
+/** The host key's fingerprint, or undefined when there is no host key yet. */
 const hostFingerprint = (config: Config): string | undefined => hostPublic(config)?.fingerprint;
+
+/** Why there is no pin to print: install.sh creates the host key, as does the broker's first start. */
+const noHostKey = (config: Config): string =>
+  `host key ${config.broker.hostKey} does not exist: install.sh creates it, as does the broker's first start`;
 
 /**
  * The cluster's ha.cf line for Heartbeat v1: every parameter of the plugin,
@@ -443,7 +449,7 @@ async function heartbeat(args: string[]): Promise<number> {
   const identity = String(v['identity-file']);
   if (/\s/.test(identity) || !identity.startsWith('/')) throw new UsageError('--identity-file: an absolute path without spaces (stonith_host values are separated by spaces)');
   const key = hostPublic(config);
-  if (!key) throw new UsageError(`host key ${config.broker.hostKey} not created yet: start the broker once`);
+  if (!key) throw new UsageError(noHostKey(config));
   const { host, port } = config.broker.listen;
   if (host === '0.0.0.0' || host === '::') throw new UsageError(`broker.listen is ${host}: give the nodes an address they reach (set listen to it)`);
   const line = `stonith_host * external/fence-broker ${host} ${port} fence ${identity} ${key.fingerprint} 45 5`;
@@ -474,7 +480,7 @@ async function pacemaker(args: string[]): Promise<number> {
   const cluster = config.clusters[v.cluster];
   if (!cluster) throw new UsageError(`--cluster: no cluster ${v.cluster} in ${config.file}`);
   const fingerprint = hostFingerprint(config);
-  if (!fingerprint) throw new UsageError(`host key ${config.broker.hostKey} not created yet: start the broker once`);
+  if (!fingerprint) throw new UsageError(noHostKey(config));
   const { host } = config.broker.listen;
   if (host === '0.0.0.0' || host === '::') throw new UsageError(`broker.listen is ${host}: give the nodes an address they reach (set listen to it)`);
   out(render(tenantFencing(config, cluster, fingerprint, identity), format));

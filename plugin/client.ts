@@ -126,6 +126,16 @@ export function loadIdentity(file: string): Buffer | string {
 
 const stderrWarn = (s: string) => void process.stderr.write(s);
 
+/** ssh2's "All configured authentication methods failed": the broker took none of our keys. */
+const isAuthRefused = (err: Error): boolean => (err as Error & { level?: string }).level === 'client-authentication';
+
+/** Which key the broker refused, as the host admin's clusters.yaml and audit log would name it. */
+function refusedKey(privateKey: Buffer, file: string, where: string): string {
+  const parsed = ssh2.utils.parseKey(privateKey);
+  const fingerprint = parsed instanceof Error || Array.isArray(parsed) ? '(unreadable)' : fingerprintOf(parsed.getPublicSSH());
+  return `key ${fingerprint} (${file}) is not accepted by fence-broker at ${where}: it is not in the host's clusters.yaml, or was revoked; ask the host admin to add it`;
+}
+
 /** Sends one request to one broker; never throws: failures are replies with code "unreachable". */
 export function send(o: ClientOptions, broker: { host: string; port: number }, request: Request, warn: (s: string) => void = stderrWarn): Promise<Reply> {
   const where = `${broker.host}:${broker.port}`;
@@ -150,7 +160,7 @@ export function send(o: ClientOptions, broker: { host: string; port: number }, r
     };
     // Two clocks: connect and login, then the answer (which the broker bounds by its own, shorter, deadline).
     let timer = setTimeout(() => finish(fail(`no login within ${o.loginTimeoutMs} ms`)), o.loginTimeoutMs);
-    conn.on('error', (err) => finish(fail(hostKeyBad || err.message)));
+    conn.on('error', (err) => finish(fail(hostKeyBad || (isAuthRefused(err) ? refusedKey(privateKey, o.identityFile, where) : err.message))));
     conn.on('ready', () => {
       clearTimeout(timer);
       timer = setTimeout(() => finish(fail(`no answer within ${o.timeoutMs} ms`)), o.timeoutMs);

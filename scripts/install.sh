@@ -14,7 +14,7 @@
 #   DIR/etc/fence-broker/clusters.yaml      the example, only if there is no config yet
 #   DIR/opt/fence-broker/plugin/            the guest plugin, for guest admins to copy (external/fence-broker.sh:
 #                                           the cluster-glue face in POSIX sh, for nodes without Node.js)
-#   DIR/var/lib/fence-broker (0700)         host key
+#   DIR/var/lib/fence-broker (0700)         host key: created (ed25519, 0600) when missing, like ssh-keygen -A
 #   DIR/var/log/fence-broker (0750)         audit log
 # The broker refuses files that group or others may write (strict files,
 # broker/config/files.ts), so everything is installed 0644/0755 under umask
@@ -92,6 +92,9 @@ done
   if [ -x "$src/$f" ]; then mode=0755; else mode=0644; fi
   install -m "$mode" "$src/$f" "$new/$f"
 done
+# The tree's own prefix: its defaults (fencectl's --config) live under it (common/prefix.ts).
+printf '%s\n' "${root:-/}" >"$new/INSTALL_PREFIX"
+chmod 0644 "$new/INSTALL_PREFIX"
 chmod 0755 "$new"
 if [ -e "$dest" ]; then mv "$dest" "$old"; fi
 mv "$new" "$dest" || die "could not move $new to $dest; the previous install is in $old"
@@ -115,7 +118,8 @@ relocate() {
   sed -e "s|/opt/fence-broker|$root/opt/fence-broker|g" \
       -e "s|/etc/fence-broker|$root/etc/fence-broker|g" \
       -e "s|/var/lib/fence-broker|$root/var/lib/fence-broker|g" \
-      -e "s|/var/log/fence-broker|$root/var/log/fence-broker|g" "$@"
+      -e "s|/var/log/fence-broker|$root/var/log/fence-broker|g" \
+      -e "s|/run/fence-broker|$root/run/fence-broker|g" "$@"
 }
 unit=$root/lib/systemd/system/fence-broker.service
 ensure_dir 0755 "$root/lib/systemd/system"
@@ -152,4 +156,16 @@ fi
 if ! "$node" "$dest/dist/broker/fencectl.js" check --config "$config"; then
   die "installed, but fencectl check fails on $config (above); fix it before starting the service"
 fi
-echo "install.sh: done. Next: edit $config, then: systemctl daemon-reload && systemctl enable --now fence-broker"
+
+# --- the host key: like ssh-keygen -A, only when missing ------------------------
+# At the config's broker.host_key, so keygen, pacemaker and heartbeat print the
+# pin before the broker ever started.
+said=$("$node" "$dest/dist/broker/host-key.js" --config "$config") || die "could not create the host key of $config (above)"
+echo "install.sh: $said"
+
+if [ -z "$root" ]; then
+  echo "install.sh: done. Next: edit $config, then: systemctl daemon-reload && systemctl enable --now fence-broker"
+else
+  # A staging tree: systemd does not look into it, and its paths are the prefix's.
+  echo "install.sh: done, into the prefix $prefix (systemd does not see $unit there). Next: edit $config, then run it in the foreground: $root/usr/local/bin/fence-broker --config $config (with broker.pid_file set, fencectl reload finds it)"
+fi

@@ -7,6 +7,7 @@
 //   package.json                  {"type": "module"}: the bundles are ES modules
 //   dist/broker/main.js           fence-broker, bundled with every dependency (esbuild)
 //   dist/broker/fencectl.js       fencectl, likewise; both import the shared chunk-*.js beside them
+//   dist/broker/host-key.js       creates the host key when missing (install.sh runs it)
 //   dist/broker/etcd3-proto/      etcd3's .proto files, which it reads when loaded
 //   dist/policy/bundle.tar.gz     the prebuilt policy bundle (policy.wasm)
 //   schema/clusters.schema.json   read by the config loader
@@ -87,7 +88,7 @@ const etcdProtos = {
 };
 
 const result = await build({
-  entryPoints: { main: join(root, 'broker', 'main.ts'), fencectl: join(root, 'broker', 'fencectl.ts') },
+  entryPoints: { main: join(root, 'broker', 'main.ts'), fencectl: join(root, 'broker', 'fencectl.ts'), 'host-key': join(root, 'broker', 'host-key.ts') },
   absWorkingDir: root, // the bundles' path comments are relative to the repo, whoever runs this from where
   bundle: true,
   splitting: true, // the two programs share one chunk instead of carrying two copies
@@ -106,7 +107,7 @@ const result = await build({
 });
 const etcdProtoDir = join(root, 'node_modules', 'etcd3', 'proto');
 for (const f of readdirSync(etcdProtoDir).filter((f) => f.endsWith('.proto'))) copyFileSync(join(etcdProtoDir, f), join(out, 'dist', 'broker', 'etcd3-proto', f));
-for (const entry of ['main.js', 'fencectl.js']) chmodSync(join(out, 'dist', 'broker', entry), 0o755);
+for (const entry of ['main.js', 'fencectl.js', 'host-key.js']) chmodSync(join(out, 'dist', 'broker', entry), 0o755);
 
 // --- data, plugin, contrib, docs ----------------------------------------------
 const copy = (from, to = from, mode = 0o644) => {

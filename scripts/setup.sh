@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# One-shot setup used by `npm test`, `npm start` and the benches: npm packages,
-# system packages and libvirt (as root), TypeScript build, the pinned OPA
-# toolchain and the policy bundle. Each step is
-# skipped when its output is already current, so a second run is quick.
+# The build, used by `npm start`, `npm run package`, `npm test` and the benches:
+# npm packages, TypeScript, the guest plugin, the pinned OPA toolchain and the
+# policy bundle, all inside the repo. Each step is skipped when its output is
+# already current, so a second run is quick. It installs nothing outside the repo
+# (npm's and Go's download caches aside); the machine setup the real-component tests need is
+# scripts/system-setup.sh, run by `npm test` and the benches only.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,9 +16,6 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 # Our patches to dependencies (patches/, applied by npm's postinstall): make sure they are in.
 grep -q 'fence-broker patch' node_modules/ssh2/lib/protocol/Protocol.js || npx patch-package >&2
-
-# Debian packages and services for the real-component tests (root only; CI is root).
-bash scripts/system-setup.sh
 
 opa=$(bash scripts/opa.sh)
 export OPA="$opa"

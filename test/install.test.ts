@@ -14,13 +14,17 @@ import { dirname, join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { PROJECT_ROOT, projectPath } from '../common/paths.js';
 import { generateEd25519 } from '../broker/identity/keygen.js';
-import { cleanup, tempDir, within } from './helpers.js';
+import { cleanup, tempDir, until, within } from './helpers.js';
 
 const version = (JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string }).version;
 const name = `fence-broker-${version}`;
 
 /** What install.sh and the installed programs may call: node and base tools every Debian host has. */
 const BASE_TOOLS = ['sh', 'sed', 'grep', 'find', 'install', 'chmod', 'mv', 'rm', 'ln', 'dirname'];
+const LOGROTATE = '/usr/sbin/logrotate';
+if (!existsSync(LOGROTATE) && process.env.CI === 'true') throw new Error('CI needs logrotate (scripts/system-setup.sh installs it)');
+if (!existsSync(LOGROTATE)) console.error('install test: the installed logrotate config is not run here: logrotate not installed');
+
 /** None of these may be reachable by the installed programs. */
 const BUILD_TOOLS = ['opa', 'go', 'npm', 'npx', 'tsc', 'esbuild', 'cc', 'gcc', 'make', 'node-gyp'];
 
@@ -83,6 +87,17 @@ test('the release installs into a fresh prefix and runs there without the repo, 
   t.log(installOutput.trim());
   for (const tool of BUILD_TOOLS) t.false(existsSync(join(bin, tool)), `${tool} must not be on the installed programs' PATH`);
   t.regex(installOutput, /clusters\.yaml: ok: 1 clusters, 2 domains, 2 nodes, 1 admins; policy rego-[0-9a-f]{16}/, 'install.sh ends with a passing fencectl check of the example');
+  // The host key, made at install as ssh-keygen -A would: the pin exists before the first start.
+  const hostKey = join(prefix, 'var', 'lib', 'fence-broker', 'host_ed25519');
+  const installPin = new RegExp(`host key ${hostKey} created \\(ed25519, 0600\\): (SHA256:[A-Za-z0-9+/]{43})`).exec(installOutput)?.[1];
+  t.truthy(installPin, installOutput);
+  t.is(lstatSync(hostKey).mode & 0o777, 0o600);
+  t.is(lstatSync(hostKey).uid, process.getuid?.() ?? -1);
+  t.regex(readFileSync(`${hostKey}.pub`, 'utf8'), /^ssh-ed25519 /);
+  // A staging prefix: no systemctl advice, the foreground command instead; the tree knows its prefix.
+  t.notRegex(installOutput, /systemctl/);
+  t.true(installOutput.includes(`run it in the foreground: ${prefix}/usr/local/bin/fence-broker --config ${prefix}/etc/fence-broker/clusters.yaml`), installOutput);
+  t.is(readFileSync(join(prefix, 'opt', 'fence-broker', 'INSTALL_PREFIX'), 'utf8'), `${prefix}\n`);
 
   // The tree: nothing names the repo, nothing is writable by group or others, private folders are private.
   const opt = join(prefix, 'opt', 'fence-broker');
@@ -130,6 +145,13 @@ test('the release installs into a fresh prefix and runs there without the repo, 
   chmodSync(configFile, 0o640);
 
   const fencectl = join(prefix, 'usr', 'local', 'bin', 'fencectl');
+  // The example's own suggestion, without --config (the default is the prefix's): a new key for a placeholder node.
+  const keys = join(tempDir('fb-keys-'), 'keys');
+  const keygen = await execa(fencectl, ['keygen', '--cluster', 'web', '--node', 'web-2', '--out', keys], { reject: false, env, extendEnv: false, cwd });
+  t.is(keygen.exitCode, 0, String(keygen.stderr));
+  t.true(String(keygen.stdout).includes(`in ${configFile}, replace the key of clusters.web.nodes.web-2`), String(keygen.stdout));
+  t.true(String(keygen.stdout).includes(`host_key_fingerprint=${installPin}`), String(keygen.stdout));
+
   const check = await execa(fencectl, ['check', '--config', configFile], { reject: false, env, extendEnv: false, cwd });
   t.is(check.exitCode, 0, `${check.stderr}${check.stdout}`);
   const revision = /policy (rego-[0-9a-f]{16})/.exec(String(check.stdout))?.[1] ?? '(none)';
@@ -149,7 +171,9 @@ test('the release installs into a fresh prefix and runs there without the repo, 
   });
   try {
     const line = await within('the installed fence-broker ready', ready, 60_000, () => log);
-    const readyLog = JSON.parse(line) as { listen: string; host_key: string; policy: string; toolstack: string };
+    const readyLog = JSON.parse(line) as { listen: string; host_key: string; host_key_created: boolean; policy: string; toolstack: string };
+    t.is(readyLog.host_key, installPin ?? '(none)', 'the broker serves the key install.sh made');
+    t.false(readyLog.host_key_created);
     const port = Number(/:(\d+)$/.exec(readyLog.listen)?.[1]);
     t.true(port > 0, line);
     t.is(readyLog.policy, revision);
@@ -165,6 +189,25 @@ test('the release installs into a fresh prefix and runs there without the repo, 
     t.is(sim.domains['web-2'], 'shut off');
     const audit = readFileSync(join(prefix, 'var', 'log', 'fence-broker', 'audit.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
     t.like(audit.filter((l) => l.event === 'request').at(-1), { cluster: 'web', node: 'web-1', action: 'off', target: 'web-2', decision: 'allow', policy: { revision } });
+
+    // logrotate, as installed: the SIGHUP goes to the pid in broker.pid_file and to no other
+    // process that merely looks like the broker (the old `pkill -f 'dist/broker/main.js'` would have hit this one).
+    if (existsSync(LOGROTATE)) {
+      const decoy = execa(process.execPath, ['-e', 'process.on("SIGHUP", () => process.exit(3)); setInterval(() => {}, 1e6)', 'dist/broker/main.js', '--config', configFile], { reject: false });
+      try {
+        const auditLog = join(prefix, 'var', 'log', 'fence-broker', 'audit.jsonl');
+        const rotate = await execa(LOGROTATE, ['-f', '-s', join(tempDir('fb-logrotate-'), 'state'), join(prefix, 'etc', 'logrotate.d', 'fence-broker')], { reject: false, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, extendEnv: false });
+        t.is(rotate.exitCode, 0, `${rotate.stderr}${rotate.stdout}`);
+        t.true(existsSync(`${auditLog}.1`), 'rotated');
+        await until('the broker reopened its audit log (a reload event in the new file)', () => existsSync(auditLog) && readFileSync(auditLog, 'utf8').includes('"event":"reload"'), 60_000);
+        t.is(decoy.exitCode, null, 'the look-alike process got no SIGHUP');
+        t.is((await plugin('status', 'web-1')).exitCode, 0);
+        t.regex(readFileSync(auditLog, 'utf8'), /"action":"status","target":"web-1"/);
+      } finally {
+        decoy.kill('SIGKILL');
+        await decoy;
+      }
+    }
   } finally {
     await cleanup(async () => {
       daemon.kill('SIGTERM');

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { startDaemon } from '../broker-daemon.js';
 import { fencectl, newPublicKey, tempDir } from '../helpers.js';
 import { request } from '../ssh-client.js';
+import { loadOrCreateHostKey } from '../../broker/doors/ssh.js';
 
 test('keygen: a new node key, the clusters.yaml entry and the plugin parameters; check accepts the entry; the key works after a reload', async (t) => {
   const d = await startDaemon({ clusters: { blue: { domains: ['blue-1', 'blue-2'], nodes: { 'blue-1': 'blue-1' } } } });
@@ -36,9 +37,11 @@ test('keygen: a new node key, the clusters.yaml entry and the plugin parameters;
     const twice = await fencectl(['keygen', '--config', d.config, '--cluster', 'blue', '--node', 'blue-3', '--out', out]);
     t.is(twice.exitCode, 2);
     t.regex(String(twice.stderr), /exists; not overwritten/);
+    // A node that has a key gets a new one to replace it with (the example config's placeholders): the config is only read.
     const known = await fencectl(['keygen', '--config', d.config, '--cluster', 'blue', '--node', 'blue-2', '--out', tempDir('fb-keygen-')]);
-    t.is(known.exitCode, 2);
-    t.regex(String(known.stderr), /node blue-2 of cluster blue already has a key/);
+    t.is(known.exitCode, 0, String(known.stderr));
+    t.regex(String(known.stdout), /replace the key of clusters\.blue\.nodes\.blue-2 \(the old key is refused from the reload on\):\n {6}blue-2: \{ key: "ssh-ed25519 [A-Za-z0-9+/=]+ blue\/blue-2" \}\n/);
+    t.false(String(known.stdout).includes(entry as string), 'a new key, not the one in the config');
     const badName = await fencectl(['keygen', '--config', d.config, '--cluster', 'blue', '--node', '-rf', '--out', out]);
     t.is(badName.exitCode, 2);
     t.is(readFileSync(join(out, 'blue-2.pub'), 'utf8').split('\n')[0]?.startsWith('ssh-ed25519 '), true);
@@ -47,8 +50,24 @@ test('keygen: a new node key, the clusters.yaml entry and the plugin parameters;
   }
 });
 
+test('keygen without a host key refuses before writing anything, so running it again after the key exists works', async (t) => {
+  const base = tempDir('fb-keygen-nohost-');
+  const config = join(base, 'clusters.yaml');
+  writeFileSync(config, ['broker:', '  listen: 127.0.0.1:2222', '  host_key: host_ed25519', '  toolstack: { type: sim, state: sim.json }', '  audit_log: audit.jsonl', 'clusters:', '  blue:', '    domains: [blue-1, blue-2]', `    nodes: { blue-1: { key: "${newPublicKey('b')}" } }`, ''].join('\n'));
+  const keygen = () => fencectl(['keygen', '--config', config, '--cluster', 'blue', '--node', 'blue-2', '--out', join(base, 'keys')]);
+  const refused = await keygen();
+  t.is(refused.exitCode, 2);
+  t.regex(String(refused.stderr), new RegExp(`host key ${join(base, 'host_ed25519')} does not exist: install\\.sh creates it, as does the broker's first start; nothing written`));
+  t.deepEqual(readdirSync(base).sort(), ['clusters.yaml']);
+  const { fingerprint } = loadOrCreateHostKey(join(base, 'host_ed25519')); // what install.sh does
+  const made = await keygen();
+  t.is(made.exitCode, 0, String(made.stderr));
+  t.true(String(made.stdout).includes(`host_key_fingerprint=${fingerprint}`), String(made.stdout));
+});
+
 test('keygen --out: a missing folder is created 0700 (nested too); a file in the way is named, and nothing is written', async (t) => {
   const base = tempDir('fb-keygen-out-');
+  loadOrCreateHostKey(join(base, 'host_ed25519'));
   const config = join(base, 'clusters.yaml');
   writeFileSync(config, ['broker:', '  listen: 127.0.0.1:0', '  host_key: host_ed25519', '  toolstack: { type: sim, state: sim.json }', '  audit_log: audit.jsonl', 'clusters:', '  blue:', '    domains: [blue-1, blue-2]', `    nodes: { blue-1: { key: "${newPublicKey('b')}" } }`, ''].join('\n'));
   const keygen = (out: string) => fencectl(['keygen', '--config', config, '--cluster', 'blue', '--node', 'blue-2', '--out', out]);
@@ -66,5 +85,5 @@ test('keygen --out: a missing folder is created 0700 (nested too); a file in the
     t.is(r.exitCode, 1, out);
     t.regex(String(r.stderr), new RegExp(`^fencectl keygen: --out ${out}: cannot create the folder: a file is in the way$`, 'm'));
   }
-  t.deepEqual(readdirSync(base).sort(), ['a-file', 'clusters.yaml', 'keys']);
+  t.deepEqual(readdirSync(base).sort(), ['a-file', 'clusters.yaml', 'host_ed25519', 'host_ed25519.pub', 'keys']);
 });
