@@ -29,8 +29,9 @@ if (block[2] !== shBlock()) {
   process.stderr.write(`build-plugin: rewrote the generated block of ${shPath}\n`);
 }
 mkdirSync(join(root, 'plugin', 'dist', 'external'), { recursive: true });
-// Inside this repo (type: module) the extensionless bundle must still load as CommonJS.
-writeFileSync(join(root, 'plugin', 'dist', 'package.json'), '{ "type": "commonjs" }\n');
+// Inside this repo (type: module) the extensionless bundle must still load as
+// CommonJS. The guest side needs only Node >= 18 (test/plugin/node18.test.ts).
+writeFileSync(join(root, 'plugin', 'dist', 'package.json'), '{ "type": "commonjs", "engines": { "node": ">=18" } }\n');
 await build({
   entryPoints: [join(root, 'plugin', 'main.ts')],
   bundle: true,

