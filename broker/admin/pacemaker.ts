@@ -8,11 +8,35 @@
 // with #uname rules did: a device never depends on the node it is about to kill.
 // All three forms give the same primitive and constraint ids, so an admin can
 // remove or inspect them by the same names whichever tool loaded them.
+//
+// The same model serves the stock fence_virt clients (fence_xvm over
+// multicast, fence_virt over TCP; issue 19): one device per node again, with
+// the node's own key at the same key_file path on every node, so whichever
+// node runs a device proves itself with its own key.
 import type { ClusterConfig, Config } from '../config/types.js';
 
 export const FORMATS = ['cib', 'pcs', 'crm'] as const;
 export type Format = (typeof FORMATS)[number];
 export const isFormat = (s: string): s is Format => (FORMATS as readonly string[]).includes(s);
+
+export const AGENTS = ['fence_broker', 'fence_xvm', 'fence_virt'] as const;
+export type Agent = (typeof AGENTS)[number];
+export const isAgent = (s: string): s is Agent => (AGENTS as readonly string[]).includes(s);
+
+/** Device id prefixes: distinct per agent, so an SSH and a fence_virt device of one node can coexist. */
+const ID_PREFIX: Record<Agent, string> = { fence_broker: 'fb', fence_xvm: 'fxvm', fence_virt: 'fvirt' };
+
+/** Where fence_xvm and fence_virt send to, and the hashes the broker wants, read from broker.fence_virt. */
+export interface FenceVirtEndpoints {
+  /** fence_xvm's multicast_address and ipport, when the multicast listener is on. */
+  multicast?: { address: string; port: number };
+  /** fence_virt's ipaddr and ipport, when a TCP listener is on at an address the nodes reach. */
+  tcp?: { host: string; port: number };
+  /** The packet hash the clients send (the client's -c), at least the broker's minimum. */
+  hash: 'sha256' | 'sha512';
+  /** The challenge hash (the client's -C), which the broker is configured with since the packet does not say it. */
+  auth: 'sha256' | 'sha512';
+}
 
 export interface FencingDevice {
   /** The primitive's id, fb-NODE. */
@@ -33,6 +57,8 @@ export interface AvoidNode {
 
 export interface TenantFencing {
   cluster: string;
+  /** The fence agent every device runs (stonith:AGENT). */
+  agent: Agent;
   devices: FencingDevice[];
   constraints: AvoidNode[];
 }
@@ -49,6 +75,7 @@ export function tenantFencing(config: Config, cluster: ClusterConfig, fingerprin
   const nodes = Object.values(cluster.nodes).sort((a, b) => a.name.localeCompare(b.name));
   return {
     cluster: cluster.name,
+    agent: 'fence_broker',
     devices: nodes.map((n) => ({
       id: `fb-${n.name}`,
       node: n.name,
@@ -62,6 +89,43 @@ export function tenantFencing(config: Config, cluster: ClusterConfig, fingerprin
       monitor: { interval: '60s', timeout: '60s' },
     })),
     constraints: nodes.map((n) => ({ id: `fb-${n.name}-not-on-${n.name}`, rsc: `fb-${n.name}`, node: n.name, score: '-INFINITY' })),
+  };
+}
+
+/**
+ * The model for fence_xvm (multicast) or fence_virt (TCP): the same devices and
+ * constraints, with the agent's own parameters. pcmk_host_map gives the domain
+ * as the agent's plug; the caller has checked that the endpoint this agent
+ * needs is configured.
+ */
+export function tenantFenceVirt(cluster: ClusterConfig, agent: 'fence_xvm' | 'fence_virt', keyFile: string, ends: FenceVirtEndpoints): TenantFencing {
+  const where: (readonly [string, string])[] = [];
+  if (agent === 'fence_xvm') {
+    if (!ends.multicast) throw new Error('fence_xvm needs the multicast listener (broker.fence_virt)');
+    where.push(['multicast_address', ends.multicast.address], ['ipport', String(ends.multicast.port)]);
+  } else {
+    if (!ends.tcp) throw new Error('fence_virt needs a TCP listener (broker.fence_virt)');
+    where.push(['ipaddr', ends.tcp.host], ['ipport', String(ends.tcp.port)]);
+  }
+  const nodes = Object.values(cluster.nodes).sort((a, b) => a.name.localeCompare(b.name));
+  const prefix = ID_PREFIX[agent];
+  return {
+    cluster: cluster.name,
+    agent,
+    devices: nodes.map((n) => ({
+      id: `${prefix}-${n.name}`,
+      node: n.name,
+      params: [
+        ...where,
+        ['key_file', keyFile],
+        ['hash', ends.hash],
+        ['auth', ends.auth],
+        ['pcmk_host_list', n.name],
+        ['pcmk_host_map', `${n.name}:${n.domain}`],
+      ],
+      monitor: { interval: '60s', timeout: '60s' },
+    })),
+    constraints: nodes.map((n) => ({ id: `${prefix}-${n.name}-not-on-${n.name}`, rsc: `${prefix}-${n.name}`, node: n.name, score: '-INFINITY' })),
   };
 }
 
@@ -81,7 +145,7 @@ export function renderCib(model: TenantFencing): string {
   const resources = model.devices.map(({ id, params, monitor }) => {
     const nvpairs = params.map(([k, val]) => `      <nvpair id="${id}-${k}" name="${k}" value="${xmlAttr(val)}"/>`).join('\n');
     return [
-      `<primitive id="${id}" class="stonith" type="fence_broker">`,
+      `<primitive id="${id}" class="stonith" type="${model.agent}">`,
       `    <instance_attributes id="${id}-ia">`,
       nvpairs,
       '    </instance_attributes>',
@@ -117,8 +181,8 @@ export const shellWord = (s: string): string => (/^[A-Za-z0-9_./:@%+,=-]+$/.test
 export function renderPcs(model: TenantFencing): string {
   const lines = [
     '#!/bin/sh',
-    `# Fencing of cluster ${model.cluster} through fence-broker, for pcs (fencectl pacemaker --format pcs).`,
-    '# Run it on a cluster node with fence_broker installed: pcs checks each parameter',
+    `# Fencing of cluster ${model.cluster} through fence-broker, for pcs (fencectl pacemaker --agent ${model.agent} --format pcs).`,
+    `# Run it on a cluster node with ${model.agent} installed: pcs checks each parameter`,
     "# against the agent's metadata. With CIB_file=FILE it changes that CIB file instead",
     '# of the live cluster, e.g. to apply everything at once:',
     '#   pcs cluster cib F && CIB_file=F sh THIS-SCRIPT && pcs cluster cib-push F --config',
@@ -127,7 +191,7 @@ export function renderPcs(model: TenantFencing): string {
   ];
   for (const d of model.devices) {
     lines.push(
-      `pcs stonith create ${shellWord(d.id)} fence_broker \\`,
+      `pcs stonith create ${shellWord(d.id)} ${model.agent} \\`,
       ...d.params.map(([k, v]) => `  ${k}=${shellWord(v)} \\`),
       `  op monitor interval=${shellWord(d.monitor.interval)} timeout=${shellWord(d.monitor.timeout)}`,
     );
@@ -155,7 +219,7 @@ export function renderCrm(model: TenantFencing): string {
   const lines: string[] = [];
   for (const d of model.devices) {
     lines.push(
-      `primitive ${d.id} stonith:fence_broker \\`,
+      `primitive ${d.id} stonith:${model.agent} \\`,
       `\tparams ${d.params.map(([k, v]) => `${k}=${crmValue(v)}`).join(' ')} \\`,
       `\top monitor interval=${crmValue(d.monitor.interval)} timeout=${crmValue(d.monitor.timeout)}`,
     );
