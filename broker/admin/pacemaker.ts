@@ -63,6 +63,40 @@ export interface TenantFencing {
   constraints: AvoidNode[];
 }
 
+/** What fencectl reads of broker.fence_virt (config/types.ts FenceVirtConfig). */
+export interface FenceVirtView {
+  listen: readonly { host: string; port: number }[];
+  hash: 'sha256' | 'sha512';
+  challengeHash: 'sha256' | 'sha512';
+  multicast?: { groups: readonly string[]; port: number } | undefined;
+}
+
+const WILDCARD = new Set(['0.0.0.0', '::']);
+
+/**
+ * Where the agent's nodes send to, or why the config gives them nowhere:
+ * fence_xvm needs the multicast listener (its first group: the IPv4 one when
+ * both are joined, which fence_xvm's ip_family=auto then picks), fence_virt a
+ * TCP listener on an address the nodes can reach (not a wildcard).
+ */
+export function fenceVirtEndpoints(fv: FenceVirtView | undefined, agent: 'fence_xvm' | 'fence_virt'): FenceVirtEndpoints | string {
+  if (!fv) return `broker.fence_virt is not configured: the fence_virt door is off, so ${agent} has nothing to talk to`;
+  const hashes = { hash: fv.hash, auth: fv.challengeHash };
+  if (agent === 'fence_xvm') {
+    if (!fv.multicast) return 'broker.fence_virt.multicast is not configured: fence_xvm needs the multicast listener';
+    const address = fv.multicast.groups.find((g) => !g.includes(':')) ?? fv.multicast.groups[0];
+    if (address === undefined) return 'broker.fence_virt.multicast.groups is empty';
+    return { multicast: { address, port: fv.multicast.port }, ...hashes };
+  }
+  const tcp = fv.listen.find((l) => !WILDCARD.has(l.host));
+  if (!tcp) {
+    return fv.listen.length === 0
+      ? 'broker.fence_virt.listen is empty: fence_virt -T needs a TCP listener'
+      : `broker.fence_virt.listen has only wildcard addresses (${fv.listen.map((l) => l.host).join(', ')}): give the nodes an address they reach`;
+  }
+  return { tcp, ...hashes };
+}
+
 /** host:port as the plugin's `ip` parses it: an IPv6 host in brackets, or its port would be read as part of it. */
 export const brokerAddress = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
 
