@@ -25,6 +25,7 @@ import { removePidFile, writePidFile } from './pidfile.js';
 import { readAuditTail, replay } from './journal.js';
 import type { Coordination } from './coordination/index.js';
 import { systemdNotifier } from './systemd.js';
+import { loadFenceVirtKeys, startFenceVirt } from './doors/fence-virt/index.js';
 
 // Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
 const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
@@ -33,11 +34,12 @@ const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, 
 const memoryMiB = (): Record<string, number> =>
   Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1048576)]));
 
-async function load(file: string): Promise<{ config: Config; engine: PolicyEngine; identities: IdentityIndex }> {
+async function load(file: string): Promise<{ config: Config; engine: PolicyEngine; identities: IdentityIndex; fenceVirtKeys: ReturnType<typeof loadFenceVirtKeys> }> {
   // In a worker: the parse's garbage leaves with it (config/isolated.ts).
   const config = await loadConfigIsolated(fileURLToPath(import.meta.url), file);
   const engine = await loadPolicy(config);
-  return { config, engine, identities: new IdentityIndex(config) };
+  // The fence_virt keys are re-read with the config: a key file removed is revoked by this reload.
+  return { config, engine, identities: new IdentityIndex(config), fenceVirtKeys: loadFenceVirtKeys(config) };
 }
 
 /**
@@ -193,6 +195,18 @@ async function main(): Promise<number> {
     refused: (r) => audit.refusal(r),
     log,
   });
+  let fenceVirt: Awaited<ReturnType<typeof startFenceVirt>>;
+  try {
+    fenceVirt = await startFenceVirt({ config, keys: () => state.fenceVirtKeys, broker, fencer, audit, log });
+  } catch (e) {
+    log.error({ err: e }, 'fence_virt door cannot start');
+    process.stderr.write(`fence-broker: refusing to start: ${(e as Error).message}\n`);
+    await door.close();
+    audit.event('stop', { pid: process.pid, error: (e as Error).message });
+    audit.close();
+    if (pidFile) removePidFile(pidFile);
+    return 2;
+  }
   metrics?.read({ policy: () => state.engine, inProgress: () => broker.inProgressCounts(), queues: () => fencer.queueDepths(), connections: () => door.counts() });
   const auditReload = (fields: Record<string, unknown>): void => {
     metrics?.reloaded(fields.ok === true);
@@ -258,7 +272,7 @@ async function main(): Promise<number> {
   );
   warnIfStale(state.config, state.engine.revision);
   log.info(
-    { listen: `${config.broker.listen.host}:${door.port}`, memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
+    { listen: `${config.broker.listen.host}:${door.port}`, ...(fenceVirt ? { fence_virt: fenceVirt.describe() } : {}), memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
     'fence-broker ready',
   );
   notify.ready(`serving on ${config.broker.listen.host}:${door.port}; policy ${state.engine.revision}`);
@@ -267,6 +281,7 @@ async function main(): Promise<number> {
   const notified = notify.stopping();
   stopPublishing();
   await door.close();
+  await fenceVirt?.close();
   await metrics?.close();
   toolstack.close?.();
   await coordination.close().catch((e: unknown) => log.warn({ err: e }, 'coordination: close failed'));

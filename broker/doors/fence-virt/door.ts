@@ -257,8 +257,9 @@ export class FenceVirtDoor {
       conn.destroy();
       return;
     }
-    // Revoked while the challenges ran: nothing is done for it.
-    if (!this.o.keys().includes(entry)) {
+    // Revoked (or replaced) by a reload while the challenges ran: nothing is done for it.
+    const still = this.o.keys().some((k) => k.identity.fingerprint === entry.identity.fingerprint && k.identity.cluster === a.cluster && k.identity.node === a.node);
+    if (!still) {
       this.o.audit({ event: 'refusal', kind: 'fence_virt_key_revoked', ...named, why: 'the key was revoked before the request was served' });
       conn.destroy();
       return;
