@@ -8,7 +8,7 @@
 //   fencectl fleet   [--config FILE] [--json]
 //   fencectl keygen  --cluster C --node N [--out DIR (created 0700)] [--config FILE]
 //   fencectl heartbeat --cluster C [--face node|sh] [--identity-file PATH] [--config FILE]
-//   fencectl pacemaker --cluster C [--format cib|pcs|crm] [--identity-file PATH] [--config FILE]
+//   fencectl pacemaker --cluster C [--format cib|pcs|crm] [--agent fence_broker|fence_xvm|fence_virt] [--identity-file PATH] [--key-file PATH] [--config FILE]
 //   fencectl domains --fleet [--config FILE] [--json]
 // Exit codes: 0 ok / allowed / no change, 1 invalid / denied / not reloaded /
 // decisions differ, 2 usage or config error.
@@ -33,7 +33,7 @@ import ssh2 from 'ssh2';
 import { fingerprintOf } from '../common/fingerprint.js';
 import { generateEd25519 } from './identity/keygen.js';
 import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from './coordination/fleet.js';
-import { brokerAddress, FORMATS, isFormat, render, tenantFencing } from './admin/pacemaker.js';
+import { AGENTS, brokerAddress, fenceVirtEndpoints, FORMATS, isAgent, isFormat, render, tenantFenceVirt, tenantFencing } from './admin/pacemaker.js';
 import { DEFAULT_CONFIG } from '../common/prefix.js';
 
 
@@ -45,7 +45,7 @@ const USAGE = `usage:
   fencectl fleet   [--config FILE] [--json]
   fencectl keygen  --cluster CLUSTER --node NODE [--out DIR] [--config FILE]
   fencectl heartbeat --cluster CLUSTER [--face node|sh] [--identity-file PATH] [--config FILE]
-  fencectl pacemaker --cluster CLUSTER [--format cib|pcs|crm] [--identity-file PATH] [--config FILE]
+  fencectl pacemaker --cluster CLUSTER [--format cib|pcs|crm] [--agent fence_broker|fence_xvm|fence_virt] [--identity-file PATH] [--key-file PATH] [--config FILE]
   fencectl explain --config FILE (--as CLUSTER/NODE | --admin NAME) --action ACTION [--target DOMAIN] [--json]
   fencectl explain --config FILE (--as CLUSTER/NODE | --as-admin NAME) --all [--json]
   fencectl diff-policy --old BUNDLE_OR_DIR --new BUNDLE_OR_DIR [--config FILE] [--json]
@@ -369,6 +369,8 @@ async function domains(args: string[]): Promise<number> {
 
 /** Where a node keeps its key, as the generated plugin parameters say. */
 const NODE_KEY_PATH = '/etc/fence-broker/id_ed25519';
+/** Where fence_xvm and fence_virt read their key by default (their key_file): each node's own key goes there. */
+const FENCE_VIRT_KEY_PATH = '/etc/cluster/fence_xvm.key';
 
 /**
  * A new node key pair (node:crypto, OpenSSH formats), written to DIR/NODE
@@ -469,16 +471,27 @@ async function heartbeat(args: string[]): Promise<number> {
  * configure syntax. Only the options are checked here.
  */
 async function pacemaker(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, format: { type: 'string', default: 'cib' }, 'identity-file': { type: 'string', default: NODE_KEY_PATH } });
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, agent: { type: 'string', default: 'fence_broker' }, format: { type: 'string', default: 'cib' }, 'identity-file': { type: 'string', default: NODE_KEY_PATH }, 'key-file': { type: 'string', default: FENCE_VIRT_KEY_PATH } });
   if (typeof v.cluster !== 'string') throw new UsageError('--cluster is required');
+  const agent = String(v.agent);
+  if (!isAgent(agent)) throw new UsageError(`--agent: ${JSON.stringify(agent)} is not one of ${AGENTS.join(', ')}`);
   const format = String(v.format);
   if (!isFormat(format)) throw new UsageError(`--format: ${JSON.stringify(format)} is not one of ${FORMATS.join(', ')}`);
   const identity = String(v['identity-file']);
   // The nodes read it as a path; a line break would also end a crmsh statement.
-  if (!identity.startsWith('/') || /[\x00-\x1f\x7f]/.test(identity)) throw new UsageError(`--identity-file: ${JSON.stringify(identity)} is not an absolute path without control characters`);
+  const pathProblem = (opt: string, p: string) => (!p.startsWith('/') || /[\x00-\x1f\x7f]/.test(p) ? `${opt}: ${JSON.stringify(p)} is not an absolute path without control characters` : undefined);
+  const badPath = agent === 'fence_broker' ? pathProblem('--identity-file', identity) : pathProblem('--key-file', String(v['key-file']));
+  if (badPath) throw new UsageError(badPath);
   const config = configFrom(v);
   const cluster = config.clusters[v.cluster];
   if (!cluster) throw new UsageError(`--cluster: no cluster ${v.cluster} in ${config.file}`);
+  if (agent !== 'fence_broker') {
+    // The fence_virt door: where the nodes send to comes from broker.fence_virt; no host key involved.
+    const ends = fenceVirtEndpoints(config.broker.fenceVirt, agent);
+    if (typeof ends === 'string') throw new UsageError(ends);
+    out(render(tenantFenceVirt(cluster, agent, String(v['key-file']), ends), format));
+    return 0;
+  }
   const fingerprint = hostFingerprint(config);
   if (!fingerprint) throw new UsageError(noHostKey(config));
   const { host } = config.broker.listen;

@@ -26,6 +26,7 @@ import { readAuditTail, replay } from './journal.js';
 import type { Coordination } from './coordination/index.js';
 import { systemdNotifier } from './systemd.js';
 import { loadFenceVirtKeys, startFenceVirt } from './doors/fence-virt/index.js';
+import { startMulticastDoor, type MulticastDoor } from './doors/fence-virt/multicast.js';
 
 // Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
 const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
@@ -196,11 +197,18 @@ async function main(): Promise<number> {
     log,
   });
   let fenceVirt: Awaited<ReturnType<typeof startFenceVirt>>;
+  let multicast: MulticastDoor | undefined;
   try {
     fenceVirt = await startFenceVirt({ config, keys: () => state.fenceVirtKeys, broker, fencer, audit, log });
+    // fence_xvm's multicast listener shares the door (its keys, replay history and allowances) with TCP.
+    const mc = config.broker.fenceVirt?.multicast;
+    if (fenceVirt && mc) {
+      multicast = await startMulticastDoor({ door: fenceVirt.door, groups: mc.groups, port: mc.port, interface: mc.interface, maxCallbacks: mc.maxCallbacks, connectTimeoutMs: mc.connectTimeoutMs, audit: (r) => audit.refusedRequest(r), log });
+    }
   } catch (e) {
     log.error({ err: e }, 'fence_virt door cannot start');
     process.stderr.write(`fence-broker: refusing to start: ${(e as Error).message}\n`);
+    await fenceVirt?.close();
     await door.close();
     audit.event('stop', { pid: process.pid, error: (e as Error).message });
     audit.close();
@@ -272,7 +280,7 @@ async function main(): Promise<number> {
   );
   warnIfStale(state.config, state.engine.revision);
   log.info(
-    { listen: `${config.broker.listen.host}:${door.port}`, ...(fenceVirt ? { fence_virt: fenceVirt.describe() } : {}), memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
+    { listen: `${config.broker.listen.host}:${door.port}`, ...(fenceVirt ? { fence_virt: { ...fenceVirt.describe(), ...(multicast ? { multicast: multicast.groups.map((g) => (g.includes(':') ? `[${g}]:${multicast?.port}` : `${g}:${multicast?.port}`)) } : {}) } } : {}), memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
     'fence-broker ready',
   );
   notify.ready(`serving on ${config.broker.listen.host}:${door.port}; policy ${state.engine.revision}`);
@@ -281,6 +289,7 @@ async function main(): Promise<number> {
   const notified = notify.stopping();
   stopPublishing();
   await door.close();
+  await multicast?.close();
   await fenceVirt?.close();
   await metrics?.close();
   toolstack.close?.();

@@ -10,7 +10,7 @@ import { parsePublicKey, type PublicKey } from '../identity/keys.js';
 import type { Located } from './errors.js';
 import { ConfigError } from './errors.js';
 import { where, type Locator, type Path } from './locate.js';
-import { ALL_ACTIONS, DEFAULT_FENCE_VIRT, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type FenceVirtConfig, type RawFenceVirt, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type MetricsListen, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
+import { ALL_ACTIONS, DEFAULT_FENCE_VIRT, DEFAULT_FENCE_VIRT_MULTICAST, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type FenceVirtConfig, type RawFenceVirt, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type MetricsListen, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
 
 /** The rules that span entries: one owner per domain, one identity per key, node domains owned. */
 export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Config, 'sha256'> {
@@ -82,6 +82,10 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Conf
   const metrics = raw.broker.metrics === undefined ? undefined : metricsListen(raw.broker.metrics.listen);
   if (typeof metrics === 'string') problems.push(loc.value(['broker', 'metrics', 'listen'], `broker.metrics.listen: ${metrics}`));
 
+  (raw.broker.fence_virt?.multicast?.groups ?? []).forEach((g, i) => {
+    const p = multicastGroupProblem(g);
+    if (p) problems.push(loc.value(['broker', 'fence_virt', 'multicast', 'groups', i], `broker.fence_virt.multicast.groups[${i}]: ${p}`));
+  });
   const fenceVirt = raw.broker.fence_virt === undefined ? undefined : fenceVirtOf(raw.broker.fence_virt, base, (i, m) => problems.push(loc.value(['broker', 'fence_virt', 'listen', i], m)));
 
   const limits = readLimits(raw.broker.limits ?? {});
@@ -171,6 +175,31 @@ function fenceVirtOf(raw: RawFenceVirt, base: string, problem: (index: number, m
     maxConnectionsPerSource: raw.max_connections_per_source ?? D.maxConnectionsPerSource,
     unverifiedPerSource: raw.unverified_per_source ?? D.unverifiedPerSource,
     unverifiedTotal: raw.unverified_total ?? D.unverifiedTotal,
+    multicast: raw.multicast === undefined ? undefined : multicastOf(raw.multicast),
+  };
+}
+
+const MULTICAST = new BlockList();
+MULTICAST.addSubnet('224.0.0.0', 4, 'ipv4');
+MULTICAST.addSubnet('ff00::', 8, 'ipv6');
+
+/** Why `g` is no multicast group address, or undefined. */
+export function multicastGroupProblem(g: string): string | undefined {
+  const v = isIP(g);
+  if (v === 0) return `${g} is not an address literal`;
+  if (!MULTICAST.check(g, v === 4 ? 'ipv4' : 'ipv6')) return `${g} is not a multicast address (${v === 4 ? '224.0.0.0/4' : 'ff00::/8'})`;
+  return undefined;
+}
+
+/** broker.fence_virt.multicast with its defaults (the schema has checked the values). */
+function multicastOf(raw: NonNullable<RawFenceVirt['multicast']>): NonNullable<FenceVirtConfig['multicast']> {
+  const D = DEFAULT_FENCE_VIRT_MULTICAST;
+  return {
+    groups: raw.groups ?? [...D.groups],
+    port: raw.port ?? D.port,
+    interface: raw.interface,
+    maxCallbacks: raw.max_callbacks ?? D.maxCallbacks,
+    connectTimeoutMs: raw.connect_timeout === undefined ? D.connectTimeoutMs : raw.connect_timeout * 1000,
   };
 }
 

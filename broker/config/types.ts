@@ -122,7 +122,22 @@ export interface FenceVirtConfig {
   maxConnectionsPerSource: number;
   unverifiedPerSource: number;
   unverifiedTotal: number;
+  /** fence_xvm's multicast listener (broker.fence_virt.multicast); undefined: off. */
+  multicast: FenceVirtMulticastConfig | undefined;
 }
+
+export interface FenceVirtMulticastConfig {
+  /** Groups joined (fence_xvm's -a): 225.0.0.12 and ff05::3:1 by default. */
+  groups: string[];
+  port: number;
+  /** The interface to join on, by name; undefined: the kernel's route to the group. */
+  interface: string | undefined;
+  /** Callbacks (connect back, challenges, the request) at once. */
+  maxCallbacks: number;
+  connectTimeoutMs: number;
+}
+
+export const DEFAULT_FENCE_VIRT_MULTICAST = { groups: ['225.0.0.12', 'ff05::3:1'], port: 1229, maxCallbacks: 32, connectTimeoutMs: 5_000 } as const;
 
 export const DEFAULT_FENCE_VIRT = { hash: 'sha256', challengeHash: 'sha256', readTimeoutMs: 5_000, maxConnections: 128, maxConnectionsPerSource: 8, unverifiedPerSource: 20, unverifiedTotal: 500 } as const;
 
@@ -136,6 +151,7 @@ export interface RawFenceVirt {
   max_connections_per_source?: number;
   unverified_per_source?: number;
   unverified_total?: number;
+  multicast?: { groups?: string[]; port?: number; interface?: string; max_callbacks?: number; connect_timeout?: number };
 }
 
 export interface AdminConfig {
