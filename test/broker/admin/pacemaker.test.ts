@@ -246,6 +246,61 @@ test('tricky tenant (dots and underscores, own domain names, IPv6 broker, an ide
   t.deepEqual(parseBrokers(String(param(want.primitives[0] as { params: string[] }, 'ip')), 1), [{ host: 'fd00::1', port: 2222 }]);
 });
 
+// ---- the stock fence_virt clients (issue 19) ---------------------------------
+
+/** The example with the fence_virt door on: a TCP listener on a host-only address (and a wildcard), and the multicast listener with its defaults. */
+const exampleFenceVirt = (fenceVirt = ['  fence_virt:', '    key_dir: fence-virt-keys', '    listen: ["0.0.0.0:1229", "192.0.2.10:1229"]', '    hash: sha512', '    multicast: {}']): string =>
+  tenancy(readFileSync(projectPath('clusters.yaml'), 'utf8').replace(/^broker:\n/m, `broker:\n${fenceVirt.join('\n')}\n`), '.demo/host_ed25519');
+
+test('fence_xvm devices for tenant blue: cib, pcs and crm forms agree through the real tools; the multicast group, key file and hashes from broker.fence_virt', async (t) => {
+  const want = await threeForms(t, exampleFenceVirt(), 'blue', 3, ['--agent', 'fence_xvm']);
+  t.deepEqual(want.primitives.map((p) => [p.id, p.type, param(p, 'pcmk_host_list'), param(p, 'pcmk_host_map')]), [
+    ['fxvm-blue-1', 'fence_xvm', 'blue-1', 'blue-1:blue-1'],
+    ['fxvm-blue-2', 'fence_xvm', 'blue-2', 'blue-2:blue-2'],
+    ['fxvm-blue-3', 'fence_xvm', 'blue-3', 'blue-3:blue-3'],
+  ]);
+  for (const p of want.primitives) {
+    t.deepEqual(
+      ['multicast_address', 'ipport', 'key_file', 'hash', 'auth'].map((k) => param(p, k)),
+      ['225.0.0.12', '1229', '/etc/cluster/fence_xvm.key', 'sha512', 'sha256'],
+      'the IPv4 group fence_xvm defaults to, the broker\'s minimum hash and its challenge hash',
+    );
+    t.is(param(p, 'identity_file'), undefined);
+  }
+  t.deepEqual(want.constraints.map((c) => [c.id, c.rsc, c.node, c.score]), [
+    ['fxvm-blue-1-not-on-blue-1', 'fxvm-blue-1', 'blue-1', '-INFINITY'],
+    ['fxvm-blue-2-not-on-blue-2', 'fxvm-blue-2', 'blue-2', '-INFINITY'],
+    ['fxvm-blue-3-not-on-blue-3', 'fxvm-blue-3', 'blue-3', '-INFINITY'],
+  ]);
+});
+
+test('fence_virt devices for tenant red (VM names differ from node names): the forms agree; the first TCP listener the nodes can reach, the key file given', async (t) => {
+  const want = await threeForms(t, exampleFenceVirt(), 'red', 2, ['--agent', 'fence_virt', '--key-file', '/etc/cluster/red node.key']);
+  t.deepEqual(want.primitives.map((p) => [p.id, p.type, param(p, 'pcmk_host_map'), param(p, 'ipaddr'), param(p, 'ipport'), param(p, 'key_file')]), [
+    ['fvirt-red-a', 'fence_virt', 'red-a:red-vm-a', '192.0.2.10', '1229', '/etc/cluster/red node.key'],
+    ['fvirt-red-b', 'fence_virt', 'red-b:red-vm-b', '192.0.2.10', '1229', '/etc/cluster/red node.key'],
+  ]);
+});
+
+anyTest('--agent: an unknown agent, a door that is off, and nowhere the nodes can reach are usage errors (exit 2) that say which', async (t) => {
+  const bogus = await fencectl(['pacemaker', '--cluster', 'blue', '--agent', 'fence_ipmilan']);
+  t.is(bogus.exitCode, 2);
+  t.regex(String(bogus.stderr), /--agent: "fence_ipmilan" is not one of fence_broker, fence_xvm, fence_virt/);
+  const off = await fencectl(['pacemaker', '--config', example(), '--cluster', 'blue', '--agent', 'fence_xvm']);
+  t.is(off.exitCode, 2);
+  t.regex(String(off.stderr), /broker\.fence_virt is not configured/);
+  const tcpOnly = exampleFenceVirt(['  fence_virt:', '    key_dir: fence-virt-keys', '    listen: ["0.0.0.0:1229"]']);
+  const noMulticast = await fencectl(['pacemaker', '--config', tcpOnly, '--cluster', 'blue', '--agent', 'fence_xvm']);
+  t.is(noMulticast.exitCode, 2);
+  t.regex(String(noMulticast.stderr), /broker\.fence_virt\.multicast is not configured/);
+  const wildcard = await fencectl(['pacemaker', '--config', tcpOnly, '--cluster', 'blue', '--agent', 'fence_virt']);
+  t.is(wildcard.exitCode, 2);
+  t.regex(String(wildcard.stderr), /only wildcard addresses \(0\.0\.0\.0\)/);
+  const relative = await fencectl(['pacemaker', '--cluster', 'blue', '--agent', 'fence_xvm', '--key-file', 'fence_xvm.key']);
+  t.is(relative.exitCode, 2);
+  t.regex(String(relative.stderr), /--key-file: "fence_xvm.key" is not an absolute path/);
+});
+
 anyTest('an unknown --format or an identity file that is no absolute path is a usage error (exit 2) that says which', async (t) => {
   const format = await fencectl(['pacemaker', '--cluster', 'blue', '--format', 'xml']);
   t.is(format.exitCode, 2);
