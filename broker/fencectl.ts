@@ -7,6 +7,7 @@
 //   fencectl diff-policy --old BUNDLE_OR_DIR --new BUNDLE_OR_DIR [--config FILE] [--json]
 //   fencectl fleet   [--config FILE] [--json]
 //   fencectl keygen  --cluster C --node N [--out DIR (created 0700)] [--config FILE]
+//   fencectl keygen  --fence-virt --cluster C --node N [--force] [--config FILE]
 //   fencectl heartbeat --cluster C [--face node|sh] [--identity-file PATH] [--config FILE]
 //   fencectl pacemaker --cluster C [--format cib|pcs|crm] [--agent fence_broker|fence_xvm|fence_virt] [--identity-file PATH] [--key-file PATH] [--config FILE]
 //   fencectl domains --fleet [--config FILE] [--json]
@@ -35,6 +36,7 @@ import { generateEd25519 } from './identity/keygen.js';
 import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from './coordination/fleet.js';
 import { AGENTS, brokerAddress, fenceVirtEndpoints, FORMATS, isAgent, isFormat, render, tenantFenceVirt, tenantFencing } from './admin/pacemaker.js';
 import { DEFAULT_CONFIG } from '../common/prefix.js';
+import { KEY_BYTES, writeNodeKey } from './doors/fence-virt/keys.js';
 
 
 const USAGE = `usage:
@@ -44,6 +46,7 @@ const USAGE = `usage:
   fencectl domains --fleet [--config FILE] [--json]
   fencectl fleet   [--config FILE] [--json]
   fencectl keygen  --cluster CLUSTER --node NODE [--out DIR] [--config FILE]
+  fencectl keygen  --fence-virt --cluster CLUSTER --node NODE [--force] [--config FILE]
   fencectl heartbeat --cluster CLUSTER [--face node|sh] [--identity-file PATH] [--config FILE]
   fencectl pacemaker --cluster CLUSTER [--format cib|pcs|crm] [--agent fence_broker|fence_xvm|fence_virt] [--identity-file PATH] [--key-file PATH] [--config FILE]
   fencectl explain --config FILE (--as CLUSTER/NODE | --admin NAME) --action ACTION [--target DOMAIN] [--json]
@@ -378,11 +381,13 @@ const FENCE_VIRT_KEY_PATH = '/etc/cluster/fence_xvm.key';
  * clusters.yaml entry and the node's plugin parameters. The config is only read.
  */
 async function keygen(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, node: { type: 'string' }, out: { type: 'string', default: '.' } });
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, node: { type: 'string' }, out: { type: 'string', default: '.' }, 'fence-virt': { type: 'boolean', default: false }, force: { type: 'boolean', default: false } });
   if (typeof v.cluster !== 'string' || typeof v.node !== 'string') throw new UsageError('--cluster and --node are required');
   const bad = nameProblem(v.cluster) ?? nameProblem(v.node);
   if (bad) throw new UsageError(bad);
+  if (v.force && !v['fence-virt']) throw new UsageError('--force is for --fence-virt keys (an SSH key file is never overwritten)');
   const config = configFrom(v);
+  if (v['fence-virt']) return keygenFenceVirt(config, v.cluster, v.node, v.force === true);
   const cluster = config.clusters[v.cluster];
   // Checked before anything is written, so a second run is never refused for the first one's files.
   const fingerprint = hostFingerprint(config);
@@ -405,6 +410,33 @@ async function keygen(args: string[]): Promise<number> {
   out(`      ${v.node}: { key: "${pair.public}"${domain && domain !== v.node ? `, domain: ${domain}` : ''} }${cluster && !domain && !cluster.domains.includes(v.node) ? `   # add domain: NAME if the node's domain is not called ${v.node}` : ''}`);
   out(`\nthen \`fencectl check\` and reload the broker (SIGHUP). On the node, install ${priv} as ${NODE_KEY_PATH} (0600) and use:`);
   out(`  ip=${address}\n  identity_file=${NODE_KEY_PATH}\n  host_key_fingerprint=${fingerprint}`);
+  return 0;
+}
+
+/** Where the stock clients read their key on the node (their -k default). */
+const FENCE_VIRT_NODE_KEY = '/etc/cluster/fence_xvm.key';
+
+/**
+ * A node's fence_virt key: KEY_BYTES random bytes at KEY_DIR/CLUSTER/NODE.key
+ * (0600, directories 0700). The node must be in the config (the key file is
+ * only read for configured nodes); an existing key is replaced only with
+ * --force. Prints what goes on the node and the command to test it.
+ */
+function keygenFenceVirt(config: Config, cluster: string, node: string, force: boolean): number {
+  const fv = config.broker.fenceVirt;
+  if (!fv) throw new UsageError(`broker.fence_virt is not in ${config.file}: add it (with key_dir) first`);
+  const n = config.clusters[cluster]?.nodes[node];
+  if (!n) throw new UsageError(`${cluster}/${node} is not a node of ${config.file}: add it under clusters.${cluster}.nodes first (a key file of an unknown node is never read)`);
+  const written = writeNodeKey(fv.keyDir, cluster, node, force);
+  out(`${written.replaced ? 'replaced' : 'wrote'} ${written.file} (${KEY_BYTES} random bytes, 0600; folders 0700): ${written.fingerprint}`);
+  out(`\nreload the broker (fencectl reload, or SIGHUP)${written.replaced ? ': the old key is refused from then on' : ''}. On node ${node}, install the key as ${FENCE_VIRT_NODE_KEY} (root, 0600), copied over a channel you trust, e.g.:`);
+  out(`  scp ${written.file} root@${node}:${FENCE_VIRT_NODE_KEY} && ssh root@${node} chmod 600 ${FENCE_VIRT_NODE_KEY}`);
+  const flags = `-k ${FENCE_VIRT_NODE_KEY} -c ${fv.hash} -C ${fv.challengeHash}`;
+  const tcp = fv.listen[0];
+  const client = tcp ? `fence_virt -T ${tcp.host === '0.0.0.0' || tcp.host === '::' ? 'THIS-HOST' : tcp.host} -p ${tcp.port}` : 'fence_xvm';
+  out('\nthen test it from the node: the domains it may act on, and its own domain\'s state:');
+  out(`  ${client} ${flags} -o list`);
+  out(`  ${client} ${flags} -H ${n.domain} -o status`);
   return 0;
 }
 
