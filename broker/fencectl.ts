@@ -372,8 +372,6 @@ async function domains(args: string[]): Promise<number> {
 
 /** Where a node keeps its key, as the generated plugin parameters say. */
 const NODE_KEY_PATH = '/etc/fence-broker/id_ed25519';
-/** Where fence_xvm and fence_virt read their key by default (their key_file): each node's own key goes there. */
-const FENCE_VIRT_KEY_PATH = '/etc/cluster/fence_xvm.key';
 
 /**
  * A new node key pair (node:crypto, OpenSSH formats), written to DIR/NODE
@@ -503,7 +501,7 @@ async function heartbeat(args: string[]): Promise<number> {
  * configure syntax. Only the options are checked here.
  */
 async function pacemaker(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, agent: { type: 'string', default: 'fence_broker' }, format: { type: 'string', default: 'cib' }, 'identity-file': { type: 'string', default: NODE_KEY_PATH }, 'key-file': { type: 'string', default: FENCE_VIRT_KEY_PATH } });
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, agent: { type: 'string', default: 'fence_broker' }, format: { type: 'string', default: 'cib' }, 'identity-file': { type: 'string', default: NODE_KEY_PATH }, 'key-file': { type: 'string', default: FENCE_VIRT_NODE_KEY } });
   if (typeof v.cluster !== 'string') throw new UsageError('--cluster is required');
   const agent = String(v.agent);
   if (!isAgent(agent)) throw new UsageError(`--agent: ${JSON.stringify(agent)} is not one of ${AGENTS.join(', ')}`);
