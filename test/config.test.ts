@@ -118,6 +118,8 @@ const bad: Bad[] = [
   { kind: 'metrics on a host name', text: base({ listen: '127.0.0.1:2222\n  metrics: { listen: "localhost:9464" }' }), line: 3, col: 22, message: /localhost is not an address literal: a name could resolve to an address guests reach/ },
   { kind: 'metrics on a relative socket path', text: base({ listen: '127.0.0.1:2222\n  metrics: { listen: metrics.sock }' }), line: 3, col: 22, message: /metrics\.listen: expected 127\.0\.0\.1:PORT, \[::1\]:PORT or an absolute UNIX socket path/ },
   { kind: 'metrics socket path too long', text: base({ listen: `127.0.0.1:2222\n  metrics: { listen: /run/${'s'.repeat(110)} }` }), line: 3, col: 22, message: /socket path of 115 bytes; a UNIX socket path has at most 107/ },
+  { kind: 'a multicast group that is no multicast address', text: base({ listen: '127.0.0.1:2222\n  fence_virt: { key_dir: k, multicast: { groups: [225.0.0.12, 10.0.0.1] } }' }), line: 3, col: 63, message: /broker\.fence_virt\.multicast\.groups\[1\]: 10\.0\.0\.1 is not a multicast address \(224\.0\.0\.0\/4\)/ },
+  { kind: 'an IPv6 multicast group that is link-local unicast', text: base({ listen: '127.0.0.1:2222\n  fence_virt: { key_dir: k, multicast: { groups: ["ff05::3:1", "fe80::1"] } }' }), line: 3, col: 64, message: /groups\[1\]: fe80::1 is not a multicast address \(ff00::\/8\)/ },
   { kind: 'unknown metrics key', text: base({ listen: '127.0.0.1:2222\n  metrics: { listen: 127.0.0.1:9464, path: /metrics }' }), line: 3, col: 38, message: /unknown key "path" in broker\.metrics/ },
   {
     kind: 'fence_race shorter than a fence can last, with etcd (a 1 s lease for a 600 s request)',
@@ -156,6 +158,13 @@ test('with etcd, fence_race at its floor is accepted; local coordination has no 
   const etcd = '\n  coordination: { type: etcd, endpoints: ["http://127.0.0.1:2379"] }';
   t.is(parseConfig(base({ listen: `127.0.0.1:2222\n  timeouts: { fence_race: 49 }${etcd}` }), 'c.yaml').broker.timeouts.fenceRaceMs, 49_000);
   t.is(parseConfig(base({ listen: '127.0.0.1:2222\n  timeouts: { fence_race: 0, request: 600 }' }), 'c.yaml').broker.timeouts.fenceRaceMs, 0);
+});
+
+test('fence_virt multicast: off when absent; {} takes fence_xvm\'s defaults', (t) => {
+  const fv = (m: string) => parseConfig(base({ listen: `127.0.0.1:2222\n  fence_virt: { key_dir: k${m} }` }), 'c.yaml').broker.fenceVirt?.multicast;
+  t.is(fv(''), undefined);
+  t.deepEqual(fv(', multicast: {}'), { groups: ['225.0.0.12', 'ff05::3:1'], port: 1229, interface: undefined, maxCallbacks: 32, connectTimeoutMs: 5_000 });
+  t.deepEqual(fv(', multicast: { groups: [239.1.2.3], port: 0, interface: br0, max_callbacks: 2, connect_timeout: 0.5 }'), { groups: ['239.1.2.3'], port: 0, interface: 'br0', maxCallbacks: 2, connectTimeoutMs: 500 });
 });
 
 test('an RSA key of 3072 bits is accepted', (t) => {

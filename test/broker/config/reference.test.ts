@@ -60,6 +60,8 @@ test('the example with its commented-out broker keys switched on still loads', (
   // Single keys and the timeouts/limits blocks; the alternative toolstacks,
   // coordination and files that need to exist stay off.
   const on = text
+    // The fence_virt block whole, first: its max_* lines are its own, not the limits block's.
+    .replace(/^ {2}# fence_virt:\n(?: {2}# {3}.*\n)+/m, (block) => block.replace(/^ {2}# /gm, '  '))
     .replace(/^ {2}# (timeouts:|limits:)/gm, '  $1')
     .replace(/^ {2}# {3}(command|verify|fence_race|request|max_\w+|handshake_timeout|idle_timeout):/gm, '    $1:')
     .replace(/^ {2}# (host_id|metrics):/gm, '  $1:')
@@ -72,4 +74,6 @@ test('the example with its commented-out broker keys switched on still loads', (
   t.is(config.broker.hostId, 'host-a');
   t.deepEqual(config.clusters.web?.limits, { fencesPerWindow: 1, windowMs: 600_000 });
   t.is(config.broker.pidFile, join(dir, 'fence-broker.pid'));
+  t.deepEqual(config.broker.fenceVirt?.multicast, { groups: ['225.0.0.12', 'ff05::3:1'], port: 1229, interface: 'virbr0', maxCallbacks: 32, connectTimeoutMs: 5_000 });
+  t.deepEqual(config.broker.fenceVirt?.listen, [{ host: '192.168.122.1', port: 1229 }]);
 });
