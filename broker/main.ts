@@ -203,7 +203,16 @@ async function main(): Promise<number> {
     // fence_xvm's multicast listener shares the door (its keys, replay history and allowances) with TCP.
     const mc = config.broker.fenceVirt?.multicast;
     if (fenceVirt && mc) {
-      multicast = await startMulticastDoor({ door: fenceVirt.door, groups: mc.groups, port: mc.port, interface: mc.interface, maxCallbacks: mc.maxCallbacks, connectTimeoutMs: mc.connectTimeoutMs, audit: (r) => audit.refusedRequest(r), log });
+      multicast = await startMulticastDoor({
+        door: fenceVirt.door, groups: mc.groups, port: mc.port, interface: mc.interface, maxCallbacks: mc.maxCallbacks, connectTimeoutMs: mc.connectTimeoutMs,
+        // What the policy lists for the requester's cluster: any other domain gets no answer, like one no host has.
+        visible: (a) => {
+          const d = state.engine.decide({ requester: { cluster: a.cluster, node: a.node }, action: 'list' });
+          return d.allow && (d.domains ?? []).includes(a.request.domain);
+        },
+        audit: (r) => audit.refusedRequest(r),
+        log,
+      });
     }
   } catch (e) {
     log.error({ err: e }, 'fence_virt door cannot start');

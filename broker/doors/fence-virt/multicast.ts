@@ -38,6 +38,13 @@ export interface MulticastOptions {
   maxCallbacks: number;
   /** Connecting back to the client, ms. */
   connectTimeoutMs: number;
+  /**
+   * Whether the requester's cluster may see the request's domain: the domains
+   * the policy lists for it (as `list` does). A broker keeps quiet about any
+   * other domain, so another tenant's domain and one that does not exist meet
+   * the same silence (DESIGN.md §3.4).
+   */
+  visible: (a: Accepted) => boolean;
   /** One audit line for a request this transport ends itself; never throws. */
   audit: (record: RefusalRecord) => void;
   log: Logger;
@@ -55,6 +62,8 @@ export interface MulticastDoor {
 }
 
 const DOOR = doorName('multicast');
+/** Operations on one domain: only the host that has it (and whose policy lets the caller see it) answers them. */
+const TARGETED = new Set(['off', 'reboot', 'on', 'status']);
 
 /** The address a packet names for its callback, as text, or why it cannot be read. */
 export function packetAddress(r: Accepted['request']): { family: 'IPv4' | 'IPv6'; address: string } | string {
@@ -145,6 +154,11 @@ export async function startMulticastDoor(o: MulticastOptions): Promise<Multicast
   };
 
   async function callback(a: Accepted): Promise<void> {
+    if (TARGETED.has(OP_NAMES[a.request.op] ?? '') && !o.visible(a)) {
+      refuse(a, 'fence_virt_not_visible', 'the node\'s cluster may not act on that domain (the policy\'s list); not answering, as for a domain no host has');
+      o.door.release(a);
+      return;
+    }
     if (!(await o.door.hasDomain(a))) {
       // Another host's broker may have it; a retransmit is looked at afresh (the domain may arrive by migration).
       refuse(a, 'fence_virt_not_here', 'this host does not have the domain; not answering (another host\'s broker may)');
