@@ -34,6 +34,7 @@ if (missing) console.error(`fence_xvm multicast tests skipped here: ${missing}`)
 const test = (missing ? anyTest.skip : anyTest.serial) as TestFn;
 
 const GROUP = '225.0.0.12';
+const GROUP6 = 'ff05::3:1';
 const WIRE = projectPath('dist', 'broker', 'doors', 'fence-virt', 'wire.js');
 
 let lab: Lab;
@@ -76,7 +77,7 @@ anyTest.before(async () => {
     ns[node] = lab.nodes[i]?.netns as string;
     addr[node] = lab.nodes[i]?.address as string;
   });
-  const fenceVirt = ['  fence_virt:', `    key_dir: ${keyDir}`, `    multicast: { groups: [${GROUP}], port: ${port}, interface: ${lab.bridge} }`];
+  const fenceVirt = ['  fence_virt:', `    key_dir: ${keyDir}`, `    multicast: { groups: [${GROUP}, "${GROUP6}"], port: ${port}, interface: ${lab.bridge} }`];
   const clusters = {
     blue: { domains: [b1, bsim, bghost], nodes: { 'blue-n1': b1, 'blue-n2': bghost } },
     red: { domains: [r1], nodes: { 'red-n1': r1 } },
@@ -91,8 +92,8 @@ anyTest.after.always(async () => {
 });
 
 /** fence_xvm in `node`'s namespace with `keyFile` (default: the node's own key). */
-async function xvm(node: string, args: string[], o: { timeoutS?: number; keyFile?: string } = {}) {
-  const argv = ['netns', 'exec', ns[node] as string, 'fence_xvm', '-a', GROUP, '-p', String(port), '-k', o.keyFile ?? (clientKey[node] as string), '-t', String(o.timeoutS ?? 30), ...args];
+async function xvm(node: string, args: string[], o: { timeoutS?: number; keyFile?: string; group?: string } = {}) {
+  const argv = ['netns', 'exec', ns[node] as string, 'fence_xvm', '-a', o.group ?? GROUP, '-p', String(port), '-k', o.keyFile ?? (clientKey[node] as string), '-t', String(o.timeoutS ?? 30), ...args];
   const r = await execa('ip', argv, { reject: false, timeout: 120_000, stdin: 'ignore' });
   return { exitCode: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
@@ -159,6 +160,25 @@ test('two brokers hear every request: only the one whose host has the domain ans
     t.false(d.audit().some((l) => l.target === bghost), 'no broker acted on it');
     t.true(refusals(d, 'fence_virt_not_here').some((l) => l.domain === bghost && l.node === 'blue-n1'));
   }
+});
+
+test('over IPv6 (ff05::3:1): fence_xvm status and off; the callback goes to the sender\'s own address', async (t) => {
+  // fence_xvm sends from every address but link-local ones: give the bridge and blue-n2 a ULA each (no DAD wait).
+  const n = /\d+$/.exec(lab.bridge)?.[0] as string;
+  const host6 = `fd00:213:${n}::1`;
+  const node6 = `fd00:213:${n}::12`;
+  await execa('ip', ['-6', 'addr', 'add', `${host6}/64`, 'dev', lab.bridge, 'nodad']);
+  await execa('ip', ['-n', ns['blue-n2'] as string, '-6', 'addr', 'add', `${node6}/64`, 'dev', 'eth0', 'nodad']);
+  const before = d1.audit().length;
+  const st = await xvm('blue-n2', ['-o', 'status', '-H', b1], { group: GROUP6 });
+  t.is(st.exitCode, 0, `${st.stdout}${st.stderr}`);
+  const off = await xvm('blue-n2', ['-o', 'off', '-H', b1], { group: GROUP6 });
+  t.is(off.exitCode, 0, `${off.stdout}${off.stderr}`);
+  t.is(await domstate(b1), 'shut off');
+  const lines = d1.audit().slice(before);
+  t.deepEqual(lines.map((l) => [l.action, l.node, l.door, l.peer]), [['status', 'blue-n2', 'fence_virt/multicast', `[${node6}]:${lines[0]?.peer?.toString().split(']:')[1]}`], ['off', 'blue-n2', 'fence_virt/multicast', `[${node6}]:${lines[1]?.peer?.toString().split(']:')[1]}`]]);
+  t.is((await xvm('blue-n2', ['-o', 'on', '-H', b1])).exitCode, 0);
+  t.is(await domstate(b1), 'running');
 });
 
 test('a wrong key: no answer, the client times out, the request is audited as unverified, the domain keeps running', async (t) => {
