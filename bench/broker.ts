@@ -1,7 +1,10 @@
 // fence-broker as the benchmarks run it: the real daemon (dist/broker/main.js,
 // started by test/broker-daemon.ts on port 0 with generated keys) and the real
 // guest plugin, one new process per operation as Pacemaker runs it.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeNodeKey } from '../broker/doors/fence-virt/keys.js';
 import { projectPath } from '../common/paths.js';
 import { startDaemon, type Daemon } from '../test/broker-daemon.js';
 import { URI } from '../test/libvirt-host.js';
@@ -16,28 +19,45 @@ export interface BenchBroker {
   daemon: Daemon;
   /** The key file of the node allowed to fence `domain`. */
   keyFor(domain: string): string;
+  /** The fence_virt door: that node's fence_virt key, the TCP listener on loopback, the multicast group and port. */
+  fenceVirt: { keyFor(domain: string): string; tcpPort: number; group: string; multicastPort: number };
 }
+
+/** The fence_virt door's multicast group in the benchmarks (fence_xvm's default). */
+export const BENCH_GROUP = '225.0.0.12';
 
 /**
  * One tenant cluster per real domain (bench0 … benchN): the cluster owns its
  * domain and the domain of its one member node, a name only in the config, so
  * every fence is of a peer and no fence race ever stops the next round.
  */
-export async function startBenchBroker(domains: string[]): Promise<BenchBroker> {
+export async function startBenchBroker(domains: string[], fenceVirt: { bridge: string; multicastPort: number }): Promise<BenchBroker> {
   const clusters: Record<string, { domains: string[]; nodes: Record<string, string> }> = {};
   const nodeOf = new Map<string, string>();
+  // The fence_virt door: one key per node, as fencectl keygen --fence-virt writes them.
+  const keyDir = join(mkdtempSync(join(tmpdir(), 'fb-bench-fv-')), 'keys');
+  const fvKeys = new Map<string, string>();
   domains.forEach((d, i) => {
     clusters[`bench${i}`] = { domains: [d, `bench${i}-self`], nodes: { [`bench${i}-n1`]: `bench${i}-self` } };
     nodeOf.set(d, `bench${i}-n1`);
+    fvKeys.set(d, writeNodeKey(keyDir, `bench${i}`, `bench${i}-n1`, false).file);
   });
-  const daemon = await startDaemon({ clusters, toolstack: VIRSH_TOOLSTACK });
+  const daemon = await startDaemon({
+    clusters,
+    toolstack: VIRSH_TOOLSTACK,
+    extraBroker: ['  fence_virt:', `    key_dir: ${keyDir}`, '    listen: ["127.0.0.1:0"]', `    multicast: { groups: [${BENCH_GROUP}], port: ${fenceVirt.multicastPort}, interface: ${fenceVirt.bridge} }`],
+  });
+  const tcpPort = Number(/"fence_virt":\{"tcp":\["127\.0\.0\.1:(\d+)"/.exec(daemon.logTail(1_000_000))?.[1]);
+  if (!(tcpPort > 0)) throw new Error(`no fence_virt TCP port in the broker's ready line: ${daemon.logTail(2000)}`);
+  const owned = <T>(m: Map<string, T>, d: string): T => {
+    const v = m.get(d);
+    if (v === undefined) throw new Error(`no bench cluster owns ${d}`);
+    return v;
+  };
   return {
     daemon,
-    keyFor: (d) => {
-      const node = nodeOf.get(d);
-      if (!node) throw new Error(`no bench cluster owns ${d}`);
-      return daemon.key(node);
-    },
+    keyFor: (d) => daemon.key(owned(nodeOf, d)),
+    fenceVirt: { keyFor: (d) => owned(fvKeys, d), tcpPort, group: BENCH_GROUP, multicastPort: fenceVirt.multicastPort },
   };
 }
 

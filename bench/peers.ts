@@ -26,7 +26,11 @@ export async function benchMissing(): Promise<string | undefined> {
     const r = await execa('sh', ['-c', `command -v ${bin}`], { reject: false });
     if (r.exitCode !== 0) return `${bin} is not installed (scripts/system-setup.sh installs it)`;
   }
-  if (!existsSync(join(FENCE_VIRT_MODULES, 'tcp.so')) || !existsSync(join(FENCE_VIRT_MODULES, 'virt.so'))) return `fence_virtd's tcp/libvirt modules are not in ${FENCE_VIRT_MODULES}`;
+  if (['tcp.so', 'multicast.so', 'virt.so'].some((m) => !existsSync(join(FENCE_VIRT_MODULES, m)))) return `fence_virtd's tcp/multicast/libvirt modules are not in ${FENCE_VIRT_MODULES}`;
+  for (const bin of ['/usr/sbin/fence_xvm', 'ip']) {
+    const r = await execa('sh', ['-c', `command -v ${bin}`], { reject: false });
+    if (r.exitCode !== 0) return `${bin} is not installed (scripts/system-setup.sh installs it)`;
+  }
   const lv = await libvirtMissing();
   if (lv) return lv;
   for (const f of [projectPath('plugin', 'dist', 'fence_broker'), projectPath('dist', 'broker', 'main.js'), projectPath('dist', 'bench', 'policy.bench.js')]) {
@@ -152,6 +156,53 @@ export function startFenceVirtd(dir: string, timeoutMs: number): Promise<FenceVi
       throw new Error(`fence_virtd exited ${exitCode} at start: ${d.log().slice(-1000)}`);
     }
     return { port, pid: d.child.pid as number, keyFile, log: d.log, stop: d.stop };
+  });
+}
+
+export interface FenceVirtdMulticast extends Peer {
+  keyFile: string;
+  group: string;
+}
+
+/**
+ * A second fence_virtd, with the multicast listener fence_xvm talks to: the
+ * group 225.0.0.12 on a free port, joined on `bridge` (the guests' bridge),
+ * libvirt backend. Ready once fence_xvm in the guest namespace `netns` gets a
+ * list from it.
+ */
+export function startFenceVirtdMulticast(dir: string, bridge: string, netns: string, timeoutMs: number): Promise<FenceVirtdMulticast> {
+  mkdirSync(dir, { recursive: true });
+  const keyFile = join(dir, 'fence_xvm.key');
+  writeFileSync(keyFile, randomBytes(512), { mode: 0o600 });
+  const group = '225.0.0.12';
+  return onFreePort('fence_virtd (multicast)', async (port) => {
+    const conf = join(dir, 'fence_virt.conf');
+    writeFileSync(
+      conf,
+      `fence_virtd {\n  listener = "multicast";\n  backend = "libvirt";\n  module_path = "${FENCE_VIRT_MODULES}";\n}\n` +
+        `listeners {\n  multicast {\n    key_file = "${keyFile}";\n    address = "${group}";\n    family = "ipv4";\n    port = "${port}";\n    interface = "${bridge}";\n  }\n}\n` +
+        `backends {\n  libvirt {\n    uri = "${URI}";\n  }\n}\n`,
+      { mode: 0o600 },
+    );
+    const d = daemon(FENCE_VIRTD, ['-F', '-p', join(dir, 'fence_virtd.pid'), '-f', conf]);
+    let exitCode: number | null | undefined;
+    void d.exited.then((c) => (exitCode = c));
+    const answers = async () => {
+      if (exitCode !== undefined) return true;
+      const r = await execa('ip', ['netns', 'exec', netns, 'fence_xvm', '-a', group, '-p', String(port), '-k', keyFile, '-t', '5', '-o', 'list'], { reject: false, timeout: 10_000 });
+      return r.exitCode === 0;
+    };
+    try {
+      await poll(`fence_virtd to answer on ${group}:${port} (${bridge})`, answers, timeoutMs);
+    } catch (err) {
+      await d.stop();
+      throw new Error(`${(err as Error).message}; its log: ${d.log().slice(-1000)}`);
+    }
+    if (exitCode !== undefined) {
+      if (/bind|in use/i.test(d.log())) return 'port-taken';
+      throw new Error(`fence_virtd (multicast) exited ${exitCode} at start: ${d.log().slice(-1000)}`);
+    }
+    return { port, pid: d.child.pid as number, keyFile, group, log: d.log, stop: d.stop };
   });
 }
 

@@ -16,7 +16,9 @@ import { endToEnd } from './e2e.js';
 import { brokerStatusOk, hammer, rssKiB, summarize, type FrontDoorRun, type FrontDoorTarget } from './frontdoor.js';
 import { Lifecycle } from './lifecycle.js';
 import { loadNow, machine } from './machine.js';
-import { benchMissing, startFenceVirtd, startSshd } from './peers.js';
+import { benchMissing, freePort, startFenceVirtd, startFenceVirtdMulticast, startSshd } from './peers.js';
+import { makeLab } from '../test/cluster/netns.js';
+import { execa } from 'execa';
 import { policyBench } from './policy-run.js';
 import { renderReport, type FrontDoorRow, type Settings } from './report.js';
 import { ms } from './stats.js';
@@ -70,16 +72,28 @@ try {
   life.defer('stop fence_virtd', virtd.stop);
   const sshd = await life.within('start sshd', startSshd(join(tmp, 'sshd'), 30_000), 120_000);
   life.defer('stop sshd', sshd.stop);
-  const broker = await life.within('start fence-broker', startBenchBroker(domains), 120_000);
+  // The guests of fence_xvm: one network namespace per tenant on a bridge (no uplink), the host at .1.
+  const lab = await life.within('make the guest namespaces', makeLab(domains.length), 60_000);
+  life.defer('remove the guest namespaces', lab.remove);
+  await execa('ip', ['link', 'set', lab.bridge, 'type', 'bridge', 'mcast_snooping', '0']);
+  const guestOf = (d: string): string => {
+    const g = lab.nodes[domains.indexOf(d)];
+    if (!g) throw new Error(`no guest namespace for ${d}`);
+    return g.netns;
+  };
+  const virtdMulticast = await life.within('start fence_virtd (multicast)', startFenceVirtdMulticast(join(tmp, 'fence_virtd-mcast'), lab.bridge, guestOf(domains[0] as string), 30_000), 120_000);
+  life.defer('stop fence_virtd (multicast)', virtdMulticast.stop);
+  const broker = await life.within('start fence-broker', startBenchBroker(domains, { bridge: lab.bridge, multicastPort: await freePort() }), 120_000);
   life.defer('stop fence-broker', async () => {
     await broker.daemon.stop();
     rmSync(broker.daemon.dir, { recursive: true, force: true });
   });
+  say(`fence_virtd (multicast) pid ${virtdMulticast.pid} ${virtdMulticast.group}:${virtdMulticast.port} on ${lab.bridge}; fence-broker fence_virt door 127.0.0.1:${broker.fenceVirt.tcpPort}, ${broker.fenceVirt.group}:${broker.fenceVirt.multicastPort}`);
   say(`fence_virtd pid ${virtd.pid} :${virtd.port}, sshd pid ${sshd.pid} :${sshd.port}, fence-broker pid ${broker.daemon.pid} :${broker.daemon.port}; domains ${domains.join(', ')}`);
 
   const smallBrokerRssKiB = rssKiB(broker.daemon.pid);
   const loads: [string, string][] = [];
-  const all = systems({ broker, virtd, sshd });
+  const all = systems({ broker, virtd, virtdMulticast, sshd, guestOf });
   loads.push(['end to end', loadNow()]);
   const e2e = await endToEnd(life, all, domains[0] as string, settings.rounds, settings.statusRepeats, broker);
   loads.push(['storm', loadNow()]);

@@ -1,5 +1,6 @@
 // (b) Fence storm: N domains of N tenant clusters fenced at once (N processes
-// started together, each with its own tenant key for fence_broker), total wall
+// started together, each with its own tenant key for fence_broker and fence_xvm,
+// fence_xvm each from its tenant's guest namespace), total wall
 // time from the first spawn to the last exit, systems in rotating order per
 // round; every domain is checked shut off afterwards and started again
 // outside the timed part, and its firmware boot let finish before the next.
@@ -11,7 +12,7 @@ import { ms, rotate } from './stats.js';
 import type { System } from './systems.js';
 
 const STORM_TIMEOUT_MS = 180_000;
-export const STORM_SYSTEMS = ['fence_broker', 'fence_virt', 'fence_virsh', 'virsh (raw)'];
+export const STORM_SYSTEMS = ['fence_broker', 'fence_xvm → fence-broker', 'fence_virt', 'fence_virsh', 'virsh (raw)'];
 
 export interface StormSample {
   /** Wall time of each successful storm, ms. */

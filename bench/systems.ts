@@ -3,7 +3,7 @@
 // them: fence-agents options on stdin for the three agents, argv for virsh.
 import { URI } from '../test/libvirt-host.js';
 import { PLUGIN, runExternal, runPlugin, type BenchBroker } from './broker.js';
-import type { FenceVirtd, Sshd } from './peers.js';
+import type { FenceVirtd, FenceVirtdMulticast, Sshd } from './peers.js';
 import { failure, runTimed, stdinOptions, type Timed } from './proc.js';
 
 export type Op = 'off' | 'reboot' | 'status';
@@ -18,8 +18,16 @@ export interface System {
 export interface Peers {
   broker: BenchBroker;
   virtd: FenceVirtd;
+  /** fence_virtd with the multicast listener, on the guests' bridge. */
+  virtdMulticast: FenceVirtdMulticast;
   sshd: Sshd;
+  /** The guest (network namespace on the bridge) of the tenant that owns `domain`: fence_xvm runs there. */
+  guestOf(domain: string): string;
 }
+
+/** fence_xvm in a guest's namespace, options on stdin as Pacemaker's fencer passes them. */
+const fenceXvm = (netns: string, options: Record<string, string | number>, timeoutMs: number) =>
+  runTimed('ip', ['netns', 'exec', netns, '/usr/sbin/fence_xvm'], { input: stdinOptions({ ...options, timeout: 60 }), timeoutMs });
 
 const virsh = (args: string[], timeoutMs: number) => runTimed('virsh', ['-c', URI, ...args], { timeoutMs, env: { ...process.env, LC_ALL: 'C' } });
 
@@ -42,6 +50,27 @@ export function systems(p: Peers): System[] {
           input: stdinOptions({ action: op, plug: d, ipaddr: '127.0.0.1', ipport: p.virtd.port, key_file: p.virtd.keyFile, timeout: 60 }),
           timeoutMs: t,
         }),
+    },
+    // The stock fence_virt clients against fence-broker's fence_virt door: TCP on loopback, and fence_xvm
+    // multicast from a guest namespace (against fence_virtd's multicast listener on the same bridge too).
+    {
+      name: 'fence_virt -T → fence-broker',
+      ops: ['off', 'reboot', 'status'],
+      run: (op, d, t) =>
+        runTimed('/usr/sbin/fence_virt', [], {
+          input: stdinOptions({ action: op, plug: d, ipaddr: '127.0.0.1', ipport: p.broker.fenceVirt.tcpPort, key_file: p.broker.fenceVirt.keyFor(d), timeout: 60 }),
+          timeoutMs: t,
+        }),
+    },
+    {
+      name: 'fence_xvm → fence_virtd',
+      ops: ['off', 'reboot', 'status'],
+      run: (op, d, t) => fenceXvm(p.guestOf(d), { action: op, plug: d, multicast_address: p.virtdMulticast.group, ipport: p.virtdMulticast.port, key_file: p.virtdMulticast.keyFile }, t),
+    },
+    {
+      name: 'fence_xvm → fence-broker',
+      ops: ['off', 'reboot', 'status'],
+      run: (op, d, t) => fenceXvm(p.guestOf(d), { action: op, plug: d, multicast_address: p.broker.fenceVirt.group, ipport: p.broker.fenceVirt.multicastPort, key_file: p.broker.fenceVirt.keyFor(d) }, t),
     },
     {
       name: 'fence_virsh',

@@ -53,8 +53,12 @@ test('the quick benchmark runs, cleans up and writes every section with figures'
     for (const sys of [/fence_broker/, /fence_virt`/, /fence_virsh/, /raw `virsh/]) t.is(rowsWithNumbers(s, sys).filter((l) => !l.includes('—')).length >= 1, true, `${op}: no figures for ${sys}`);
   }
   t.is(rowsWithNumbers(section(md, '### status'), /node -e 0/).length, 1);
+  // The stock fence_virt clients through the fence_virt door and through fence_virtd (issue 19).
+  for (const op of ['### off', '### reboot', '### status']) {
+    for (const sys of [/fence_virt -T → fence-broker/, /fence_xvm → fence-broker/, /fence_xvm → fence_virtd/]) t.is(rowsWithNumbers(section(md, op), sys).filter((l) => !l.includes('—')).length, 1, `${op}: no figures for ${sys}`);
+  }
   const storm = section(md, '## Fence storm');
-  for (const sys of [/fence_broker/, /fence_virt`/, /fence_virsh/, /raw `virsh destroy`/]) t.is(rowsWithNumbers(storm, sys).length, 1, `storm: ${sys}`);
+  for (const sys of [/fence_broker`/, /fence_xvm → fence-broker/, /fence_virt`/, /fence_virsh/, /raw `virsh destroy`/]) t.is(rowsWithNumbers(storm, sys).length, 1, `storm: ${sys}`);
   const door = section(md, '## SSH front door');
   for (const s of [/fence-broker, sim/, /fence-broker, virsh/, /OpenSSH sshd/]) t.is(rowsWithNumbers(door, s).length, 1, `front door: ${s}`);
   t.is(rowsWithNumbers(section(md, '## Policy decision'), /^[\d,]+$/).length, 3, 'policy rows');
