@@ -83,7 +83,8 @@ anyTest.before(async () => {
     red: { domains: [r1], nodes: { 'red-n1': r1 } },
   };
   d1 = await startDaemon({ toolstack: `{ type: virsh, uri: "${URI}" }`, clusters, extraBroker: fenceVirt });
-  d2 = await startDaemon({ clusters, simDomains: { [bsim]: 'running' }, extraBroker: fenceVirt });
+  // Host 2 serves one callback at a time: the bound is tried on it.
+  d2 = await startDaemon({ clusters, simDomains: { [bsim]: 'running' }, extraBroker: fenceVirt.map((l) => l.replace('interface:', 'max_callbacks: 1, interface:')) });
 });
 
 anyTest.after.always(async () => {
@@ -244,4 +245,36 @@ test('a key revoked by a reload: the node\'s next request is unverified, the oth
   await until('the revoked key\'s request audited as unverified', () => refusals(d1, 'fence_virt_unverified').some((l) => String(l.peer).startsWith(`${addr['blue-n2']}:`)), 30_000);
   const ok = await xvm('blue-n1', ['-o', 'status', '-H', b1]);
   t.is(ok.exitCode, 0, ok.stderr);
+});
+
+test('callbacks are bounded: with one in progress (its client silent), the next request is refused at once and audited, nothing done', async (t) => {
+  const [first, second] = [515151, 525252];
+  const before = d2.audit().length;
+  // The attacker's client holds host 2's only callback slot: it accepts the callback and never answers the challenge.
+  const script = `
+    import { encodeRequest, OP, HASH, FAMILY } from ${JSON.stringify(WIRE)};
+    import { readFileSync } from 'node:fs';
+    import { createSocket } from 'node:dgram';
+    import { createServer } from 'node:net';
+    import { randomBytes } from 'node:crypto';
+    const me = ${JSON.stringify(addr['blue-n1'])};
+    const key = readFileSync(${JSON.stringify(clientKey['blue-n1'])});
+    const held = [];
+    const srv = createServer((c) => { held.push(c); if (held.length === 1) send(${second}); });
+    const u = createSocket('udp4');
+    const send = (seqno) => {
+      const packet = encodeRequest({ op: OP.status, hashtype: HASH.sha256, flags: 0, domain: ${JSON.stringify(bsim)},
+        address: Buffer.from(me.split('.').map(Number)), port: srv.address().port, family: FAMILY.ipv4, seqno, random: randomBytes(6) }, key);
+      u.send(packet, ${port}, ${JSON.stringify(GROUP)});
+    };
+    u.bind(0, me, () => { u.setMulticastInterface(me); srv.listen(0, me, () => send(${first})); });
+    setTimeout(() => { for (const c of held) c.destroy(); srv.close(); u.close(); }, 3000);`;
+  const sent = await execa('ip', ['netns', 'exec', ns['blue-n1'] as string, process.execPath, '--input-type=module', '-e', script], { reject: false, timeout: 60_000 });
+  t.is(sent.exitCode, 0, String(sent.stderr));
+  await until('the second request refused as busy', () => refusals(d2, 'fence_virt_busy').some((l) => l.seqno === second), 30_000);
+  t.like(refusals(d2, 'fence_virt_busy').find((l) => l.seqno === second), { cluster: 'blue', node: 'blue-n1', door: 'fence_virt/multicast', domain: bsim });
+  // The held one ends when its client goes: a failed challenge, audited; neither reached the broker.
+  await until('the held callback audited', () => refusals(d2, 'fence_virt_challenge_failed').some((l) => l.seqno === first), 30_000);
+  t.deepEqual(d2.audit().slice(before), [], 'no request reached the broker');
+  t.is(d2.sim()[bsim], 'running');
 });
