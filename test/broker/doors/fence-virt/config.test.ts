@@ -76,4 +76,9 @@ test('keys: each node its own file; unsafe files, wrong sizes and a shared key a
   t.is(loadKeyRing(config, dir).length, 2);
   mkdirSync(join(dir, 'red'), { mode: 0o700 }); // a folder of no configured cluster is not read
   t.is(loadKeyRing(config, dir).length, 2);
+  // A folder above that others may write: they could swap the whole key directory.
+  const parent = join(dir, '..');
+  chmodSync(parent, 0o777);
+  t.throws(() => loadKeyRing(config, dir), { message: /folder .* above the key directory is writable by group or others \(mode 777\); chmod go-w it/ });
+  chmodSync(parent, 0o700);
 });

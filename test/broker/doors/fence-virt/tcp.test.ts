@@ -201,6 +201,17 @@ test('hostile: a captured request replayed within the window is dropped and audi
   const lines = doorLines(from);
   t.is(lines.length, 1);
   t.like(lines[0], { event: 'refusal', kind: 'fence_virt_replay', door: 'fence_virt/tcp', cluster: 'blue', node: 'blue-1', op: 'status' });
+  // After the history's window the packet is accepted again, but the replayer cannot answer the broker's
+  // challenge without the key: refused before anything runs. (Waiting out the 10 s window is the point here.)
+  await new Promise((r) => setTimeout(r, 10_500));
+  const later = ctx.d.auditAll().length;
+  // As a client paces it: the packet and a challenge, then (a moment later) a guessed answer to the broker's.
+  const again = await raw([Buffer.concat([captured as Buffer, randomBytes(64)]), randomBytes(64)], '127.0.0.5', 200);
+  t.is(again.reply.length, 128, 'the broker\'s answer to the challenge and its own challenge, and nothing more');
+  const after = doorLines(later);
+  t.is(after.length, 1);
+  t.like(after[0], { event: 'refusal', kind: 'fence_virt_challenge_failed', node: 'blue-1', door: 'fence_virt/tcp' });
+  t.regex(String(after[0]?.why), /does not match the key/);
 });
 
 test('hostile: sha1 and no hash are refused and audited', async (t) => {
