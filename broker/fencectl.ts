@@ -36,7 +36,7 @@ import { generateEd25519 } from './identity/keygen.js';
 import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from './coordination/fleet.js';
 import { AGENTS, brokerAddress, fenceVirtEndpoints, FORMATS, isAgent, isFormat, render, tenantFenceVirt, tenantFencing } from './admin/pacemaker.js';
 import { DEFAULT_CONFIG } from '../common/prefix.js';
-import { KEY_BYTES, writeNodeKey } from './doors/fence-virt/keys.js';
+import { KEY_BYTES, keyPath, writeNodeKey } from './doors/fence-virt/keys.js';
 
 
 const USAGE = `usage:
@@ -425,6 +425,7 @@ function keygenFenceVirt(config: Config, cluster: string, node: string, force: b
   if (!fv) throw new UsageError(`broker.fence_virt is not in ${config.file}: add it (with key_dir) first`);
   const n = config.clusters[cluster]?.nodes[node];
   if (!n) throw new UsageError(`${cluster}/${node} is not a node of ${config.file}: add it under clusters.${cluster}.nodes first (a key file of an unknown node is never read)`);
+  if (!force && existsSync(keyPath(fv.keyDir, cluster, node))) throw new UsageError(`${keyPath(fv.keyDir, cluster, node)} exists; pass --force to replace it (the node's copy must then be replaced too)`);
   const written = writeNodeKey(fv.keyDir, cluster, node, force);
   out(`${written.replaced ? 'replaced' : 'wrote'} ${written.file} (${KEY_BYTES} random bytes, 0600; folders 0700): ${written.fingerprint}`);
   out(`\nreload the broker (fencectl reload, or SIGHUP)${written.replaced ? ': the old key is refused from then on' : ''}. On node ${node}, install the key as ${FENCE_VIRT_NODE_KEY} (root, 0600), copied over a channel you trust, e.g.:`);

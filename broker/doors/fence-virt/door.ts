@@ -59,6 +59,9 @@ export interface FenceVirtDoorOptions {
 const VERB: Record<string, string> = { null: 'gethosts', devstatus: 'gethosts', hostlist: 'list', off: 'off', reboot: 'reset', on: 'on', status: 'status' };
 const TARGETED = new Set(['off', 'reboot', 'on', 'status']);
 
+/** How long a source that sent an accepted request counts as proven (the total allowance spares it). */
+export const PROVEN_MS = 15 * 60_000;
+
 export const doorName = (transport: 'tcp' | 'multicast'): string => `fence_virt/${transport}`;
 export const peerOf = (s: Source): string => (s.family === 'IPv6' ? `[${s.address}]:${s.port}` : `${s.address}:${s.port}`);
 
@@ -146,6 +149,8 @@ export class FenceVirtDoor {
   /** Replay history: node/op/seqno/domain → when accepted. */
   private readonly history = new Map<string, number>();
   private readonly allowances = new Map<string, Allowance>();
+  /** Sources whose last accepted request was within PROVEN_MS: when. */
+  private readonly proven = new Map<string, number>();
   private total: Allowance;
   private readonly timer: NodeJS.Timeout;
 
@@ -301,7 +306,10 @@ export class FenceVirtDoor {
       a = { windowStart: now, spent: 0, over: 0, doors: new Set() };
       this.allowances.set(address, a);
     }
-    if (a.spent >= this.o.unverifiedPerSource || this.total.spent >= this.o.unverifiedTotal) {
+    // The total cap spares sources that proved a key lately (Pacemaker's monitor does every minute or so):
+    // a flood from many addresses then still cannot keep a node from fencing.
+    const proven = (this.proven.get(address) ?? Number.NEGATIVE_INFINITY) > now - PROVEN_MS;
+    if (a.spent >= this.o.unverifiedPerSource || (this.total.spent >= this.o.unverifiedTotal && !proven)) {
       a.over++;
       a.doors.add(door);
       return false;
@@ -312,6 +320,7 @@ export class FenceVirtDoor {
   }
 
   private refund(address: string): void {
+    this.proven.set(address, performance.now());
     const a = this.allowances.get(address);
     if (a && a.spent > 0) a.spent--;
     if (this.total.spent > 0) this.total.spent--;
@@ -332,6 +341,7 @@ export class FenceVirtDoor {
     }
     if (now - this.total.windowStart >= w) this.total = { windowStart: Number.isFinite(now) ? now : performance.now(), spent: 0, over: 0, doors: new Set() };
     for (const [k, at] of this.history) if (now - at >= w) this.history.delete(k);
+    for (const [address, at] of this.proven) if (now - at >= PROVEN_MS) this.proven.delete(address);
   }
 }
 

@@ -6,7 +6,7 @@
 // rebuilt on every reload, so a key file removed is revoked at the reload.
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, type Stats } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Config } from '../../config/types.js';
 import type { Identity } from '../../identity/index.js';
 import { prepareKey, type PreparedKey } from './auth.js';
@@ -57,6 +57,21 @@ function modeProblem(path: string, st: Stats, dir: boolean, uid: number): string
 }
 
 /**
+ * Why a folder above `keyDir` would let someone else swap the keys, or
+ * undefined: writable by group or others without the sticky bit, or owned by
+ * another user than root or the broker's (as config/files.ts checks above the
+ * config and the host key).
+ */
+function aboveProblem(keyDir: string, uid: number): string | undefined {
+  for (let dir = dirname(resolve(keyDir)); ; dir = dirname(dir)) {
+    const st = lstatSync(dir);
+    if (st.mode & 0o022 && !(st.mode & 0o1000)) return `folder ${dir} above the key directory is writable by group or others (mode ${(st.mode & 0o777).toString(8)}); chmod go-w it`;
+    if (st.uid !== 0 && st.uid !== uid) return `folder ${dir} above the key directory is owned by uid ${st.uid}, neither root nor the broker's user (uid ${uid})`;
+    if (dir === dirname(dir)) return undefined;
+  }
+}
+
+/**
  * The keys of every node of `config` that has a key file under `keyDir`.
  * Throws KeyProblem naming every unsafe file, every key of a wrong size, and
  * any key shared by two nodes (the key is the identity: it must name one).
@@ -65,7 +80,7 @@ export function loadKeyRing(config: Pick<Config, 'clusters'>, keyDir: string, ui
   const problems: string[] = [];
   const top = statOrUndefined(keyDir);
   if (!top) throw new KeyProblem([`key directory ${keyDir} does not exist (fencectl keygen --fence-virt creates it)`]);
-  const topProblem = modeProblem(keyDir, top, true, uid);
+  const topProblem = modeProblem(keyDir, top, true, uid) ?? aboveProblem(keyDir, uid);
   if (topProblem) throw new KeyProblem([topProblem]);
   const entries: KeyEntry[] = [];
   const owners = new Map<string, string>();

@@ -85,7 +85,7 @@ export async function startFenceVirtTcp(o: FenceVirtTcpOptions): Promise<FenceVi
       packet = await readExactly(socket, REQUEST_SIZE, AbortSignal.timeout(L.readTimeoutMs));
     } catch (err) {
       const got = socket.readableLength;
-      socket.destroy();
+      // The audit line first, then the close: whoever sees the close may look for the line.
       if ((err as Error).name === 'TimeoutError') {
         o.audit({ event: 'refusal', kind: 'fence_virt_read_timeout', door: DOOR, peer, why: `request not complete within read_timeout (${L.readTimeoutMs} ms); ${got} bytes read` });
       } else if (err instanceof ShortRead && err.bytes.length === 0) {
@@ -97,6 +97,7 @@ export async function startFenceVirtTcp(o: FenceVirtTcpOptions): Promise<FenceVi
       } else {
         o.audit({ event: 'refusal', kind: 'fence_virt_malformed', door: DOOR, peer, why: (err as Error).message });
       }
+      socket.destroy();
       return;
     }
     // The client writes its challenge (64 bytes) right after the request; anything beyond is no fence_virt client.
