@@ -154,7 +154,17 @@ export async function startMulticastDoor(o: MulticastOptions): Promise<Multicast
   };
 
   async function callback(a: Accepted): Promise<void> {
-    if (TARGETED.has(OP_NAMES[a.request.op] ?? '') && !o.visible(a)) {
+    let visible = true;
+    if (TARGETED.has(OP_NAMES[a.request.op] ?? '')) {
+      try {
+        visible = o.visible(a);
+      } catch (err) {
+        // No decision is a deny (DESIGN.md §3.2): keep quiet.
+        o.log.error({ err }, 'fence_virt multicast: the policy\'s list failed; not answering');
+        visible = false;
+      }
+    }
+    if (!visible) {
       refuse(a, 'fence_virt_not_visible', 'the node\'s cluster may not act on that domain (the policy\'s list); not answering, as for a domain no host has');
       o.door.release(a);
       return;
