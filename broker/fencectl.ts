@@ -37,6 +37,7 @@ import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from '
 import { AGENTS, brokerAddress, fenceVirtEndpoints, FORMATS, isAgent, isFormat, render, tenantFenceVirt, tenantFencing } from './admin/pacemaker.js';
 import { DEFAULT_CONFIG } from '../common/prefix.js';
 import { KEY_BYTES, keyPath, writeNodeKey } from './doors/fence-virt/keys.js';
+import { loadFenceVirtKeys } from './doors/fence-virt/index.js';
 
 
 const USAGE = `usage:
@@ -97,6 +98,8 @@ async function validated(config: Config): Promise<PolicyEngine | undefined> {
 async function check(args: string[]): Promise<number> {
   const v = options(args, { config: { type: 'string' } });
   const config = configFrom(v);
+  // The fence_virt keys, as the daemon reads them with the config (a problem is located at key_dir).
+  const fenceVirtKeys = loadFenceVirtKeys(config);
   const engine = await validated(config);
   if (!engine) return 1;
   const clusters = Object.values(config.clusters);
@@ -104,7 +107,7 @@ async function check(args: string[]): Promise<number> {
   const nodes = clusters.reduce((n, c) => n + Object.keys(c.nodes).length, 0);
   out(
     `${config.file}: ok: ${clusters.length} clusters, ${domains} domains, ${nodes} nodes, ` +
-      `${Object.keys(config.admins).length} admins; policy ${engine.revision} (wasm sha256 ${engine.sha256})`,
+      `${Object.keys(config.admins).length} admins${config.broker.fenceVirt ? `, ${fenceVirtKeys.length} fence_virt keys` : ''}; policy ${engine.revision} (wasm sha256 ${engine.sha256})`,
   );
   return 0;
 }
@@ -122,6 +125,7 @@ async function reload(args: string[]): Promise<number> {
   let config: Config;
   try {
     config = configFrom(v);
+    loadFenceVirtKeys(config);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     err(`${e.message}\nfencectl reload: ${String(v.config)} is not valid; the daemon was not signalled`);

@@ -255,7 +255,7 @@ async function main(): Promise<number> {
         state = next;
         warnIfStale(next.config, next.engine.revision);
         // In the same tick as the swap: no request on a revoked key can start in between.
-        const revoked = door.revoke();
+        const revoked = door.revoke() + (fenceVirt?.door.revoke() ?? 0);
         const after = { config_sha256: next.config.sha256, policy: next.engine.revision, policy_sha256: next.engine.sha256 };
         auditReload({ ok: true, pid: process.pid, old: before, new: after, connections_closed: revoked, ...(restartOnly ? { broker_settings_need_restart: true } : {}) });
         log.info({ policy: next.engine.revision, connections_closed: revoked, memory_mib: memoryMiB() }, 'reloaded');

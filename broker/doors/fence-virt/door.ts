@@ -151,6 +151,8 @@ export class FenceVirtDoor {
   private readonly allowances = new Map<string, Allowance>();
   /** Sources whose last accepted request was within PROVEN_MS: when. */
   private readonly proven = new Map<string, number>();
+  /** Requests inside Broker.handle: revoke() aborts those whose key a reload took away. */
+  private readonly running = new Set<{ fingerprint: string; cluster: string; node: string; gone: AbortController; conn: Duplex }>();
   private total: Allowance;
   private readonly timer: NodeJS.Timeout;
 
@@ -272,6 +274,8 @@ export class FenceVirtDoor {
     const gone = new AbortController();
     const onClose = () => gone.abort(new Error('requester closed the connection'));
     conn.once('close', onClose);
+    const running = { fingerprint: entry.identity.fingerprint, cluster: a.cluster, node: a.node, gone, conn };
+    this.running.add(running);
     const verb = VERB[op] as string;
     const command = TARGETED.has(op) ? `${verb} ${a.request.domain}` : verb;
     let handled: Handled;
@@ -283,10 +287,29 @@ export class FenceVirtDoor {
       return;
     } finally {
       conn.off('close', onClose);
+      this.running.delete(running);
     }
     if (conn.destroyed) return;
     const last = Buffer.from([replyByte(op, handled)]);
     conn.end(op === 'hostlist' && handled.reply.ok ? Buffer.concat([hostlistBody(handled.reply.domains ?? [], handled.reply.states), last]) : last);
+  }
+
+  /**
+   * After a reload: aborts the requests in progress whose key is gone or now
+   * another node's, and closes their connections, as the SSH door does.
+   * Returns how many.
+   */
+  revoke(): number {
+    const keys = this.o.keys();
+    let closed = 0;
+    for (const r of this.running) {
+      if (keys.some((k) => k.identity.fingerprint === r.fingerprint && k.identity.cluster === r.cluster && k.identity.node === r.node)) continue;
+      r.gone.abort(new Error('key revoked by a reload'));
+      r.conn.destroy();
+      this.running.delete(r);
+      closed++;
+    }
+    return closed;
   }
 
   /** Stops the summary timer; writes what is pending. */

@@ -86,3 +86,72 @@ test('hasDomain: requests without a domain are every broker\'s; a name off the p
   t.false(await d.hasDomain(bad as NonNullable<typeof bad>));
   d.close();
 });
+
+test('a reload that takes a key away aborts its request in progress and closes the connection (serve over a real socket)', async (t) => {
+  const { createServer, connect } = await import('node:net');
+  const { challengeResponse, newChallenge, responseMatches } = await import('../../../../broker/doors/fence-virt/auth.js');
+  const { readExactly } = await import('../../../../broker/doors/fence-virt/door.js');
+  const a = keyOf('blue-1');
+  let keys: KeyEntry[] = [a.entry];
+  let entered!: () => void;
+  const inHandle = new Promise<void>((r) => (entered = r));
+  const aborted: string[] = [];
+  const lines: RefusalRecord[] = [];
+  const d = new FenceVirtDoor({
+    keys: () => keys,
+    // Stands in for Broker.handle: holds the request until the client is gone, as a slow fence would.
+    handle: (_who, _peer, _command, ctx) =>
+      new Promise((_resolve, reject) => {
+        entered();
+        ctx.gone?.addEventListener('abort', () => {
+          aborted.push(String((ctx.gone?.reason as Error).message));
+          reject(ctx.gone?.reason);
+        });
+      }),
+    hostHas: () => Promise.resolve(true),
+    audit: (r) => lines.push(r),
+    minHash: 'sha256',
+    challengeHash: 'sha256',
+    exchangeTimeoutMs: 10_000,
+    unverifiedPerSource: 10,
+    unverifiedTotal: 100,
+    windowMs: 10_000,
+    log: pino({ level: 'silent' }),
+  });
+  const served = new Promise<void>((resolve) => {
+    const server = createServer((conn) => {
+      conn.on('error', () => undefined);
+      void (async () => {
+        const p = await readExactly(conn, 176, AbortSignal.timeout(10_000));
+        const accepted = d.accept(p, src('127.0.0.1'), 'tcp');
+        if (accepted) await d.serve(accepted, conn);
+        server.close();
+        resolve();
+      })();
+    });
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      const c = connect({ host: '127.0.0.1', port });
+      c.on('error', () => undefined);
+      c.on('connect', () => {
+        void (async () => {
+          const ours = newChallenge();
+          c.write(packet(a.key));
+          c.write(ours);
+          const signal = AbortSignal.timeout(10_000);
+          t.true(responseMatches(a.key, 'sha256', ours, await readExactly(c, 64, signal)), 'the door proved the key');
+          c.write(challengeResponse(a.key, 'sha256', await readExactly(c, 64, signal)));
+          const closed = new Promise((r) => c.once('close', r));
+          await inHandle;
+          keys = [];
+          t.is(d.revoke(), 1);
+          await closed;
+        })();
+      });
+    });
+  });
+  await served;
+  t.deepEqual(aborted, ['key revoked by a reload']);
+  t.is(d.revoke(), 0, 'nothing left to revoke');
+  d.close();
+});

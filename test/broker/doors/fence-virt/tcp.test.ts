@@ -148,6 +148,10 @@ test('status, monitor and list: list shows only the domains of the node\'s clust
   t.deepEqual(blue.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/)[0]).sort(), [ctx.doms.flood, ctx.doms.keep, ctx.doms.off4, ctx.doms.off6].sort());
   t.regex(blue.stdout, new RegExp(`${ctx.doms.keep}\\s.*on`));
   t.deepEqual(doorLines(from).map((l) => [l.event, l.action, l.door]), [['request', 'status', 'fence_virt/tcp'], ['request', 'status', 'fence_virt/tcp'], ['request', 'gethosts', 'fence_virt/tcp'], ['request', 'list', 'fence_virt/tcp'], ['request', 'list', 'fence_virt/tcp']]);
+  // For the record (no bound asserted here; benchmarks compare): the client's whole run, start to exit.
+  const ms: number[] = [];
+  for (let i = 0; i < 9; i++) ms.push((await fenceVirt(key('blue', 'blue-1'), ['-H', ctx.doms.keep, '-o', 'status'])).ms);
+  t.log(`fence_virt -o status through the broker, median of 9: ${ms.sort((a, b) => a - b)[4]} ms (${ms.join(', ')})`);
 });
 
 test('hostile: a wrong key is refused before anything runs, and audited as unverified', async (t) => {
@@ -329,7 +333,11 @@ test('config: an unsafe key file refuses the reload, located at key_dir, and the
   const file = key('blue', 'blue-2');
   chmodSync(file, 0o644);
   const r = await ctx.d.reload((y) => y);
+  const check = await fencectl(['check', '--config', ctx.d.config]);
+  t.is(check.exitCode, 1);
+  t.regex(String(check.stderr), /clusters\.yaml:\d+:\d+: broker\.fence_virt\.key_dir: fence_virt key .*blue-2\.key is accessible by group or others/);
   chmodSync(file, 0o600);
+  t.regex(String((await fencectl(['check', '--config', ctx.d.config])).stdout), /ok: 2 clusters, .*, 2 fence_virt keys; policy/);
   t.regex(String(r.msg), /reload failed/);
   t.regex(JSON.stringify(r), /clusters\.yaml:\d+:\d+: broker\.fence_virt\.key_dir: fence_virt key .*blue-2\.key is accessible by group or others \(mode 644\); chmod 600 it/);
   t.is((await fenceVirt(file, ['-H', ctx.doms.keep, '-o', 'status'])).exitCode, 0);
