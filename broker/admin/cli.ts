@@ -156,7 +156,8 @@ export function parseCommand(cmd: CommandSpec, args: string[]): Values {
   } catch (e) {
     throw new UsageError((e as Error).message, { cause: e });
   }
-  if (values.help) return values;
+  // Asked for help or the version: nothing else is required.
+  if (values.help || values.version) return values;
   for (const o of live(cmd.options)) {
     const v = values[o.name];
     if (o.required && v === undefined) throw new UsageError(`--${o.name}${o.value ? ` ${o.value}` : ''} is required`);

@@ -165,17 +165,20 @@ export const FENCECTL: ProgramSpec = {
 
 export const VERSION_OPTION: OptionSpec = { name: 'version', short: 'V', type: 'boolean', help: 'Print the release and exit' };
 
+const DAEMON_SUMMARY = 'The host daemon through which guest HA clusters fence their virtual machines over SSH, each only its own domains.';
+const DAEMON_DESCRIPTION = [
+  'Refuses to start unless the config and the policy are valid. SIGHUP reloads clusters.yaml and the policy (a bad reload keeps the running ones) and reopens the audit log; SIGTERM and SIGINT stop it. Under a Type=notify systemd unit it reports ready, reloading and stopping.',
+];
+
 export const FENCE_BROKER: ProgramSpec = {
   name: 'fence-broker',
-  summary: 'The host daemon through which guest HA clusters fence their virtual machines over SSH, each only its own.',
-  description: [
-    'Refuses to start unless the config and the policy are valid. SIGHUP reloads clusters.yaml and the policy (a bad reload keeps the running ones) and reopens the audit log; SIGTERM and SIGINT stop it. Under a Type=notify systemd unit it reports ready, reloading and stopping.',
-  ],
+  summary: DAEMON_SUMMARY,
+  description: DAEMON_DESCRIPTION,
   commands: [
     {
       name: '',
-      summary: 'Serve the tenancy of --config',
-      description: [],
+      summary: DAEMON_SUMMARY,
+      description: DAEMON_DESCRIPTION,
       options: [
         { ...config, default: undefined, required: true },
         { name: 'log-format', type: 'string', value: 'FORMAT', choices: ['text', 'json'], help: 'The log on stderr: text with ISO times, or pino JSON lines. Default: text when stderr is a terminal', planned: 'i22-status (helper F)' },
@@ -196,5 +199,5 @@ export function versionText(prog: string): string {
   } catch {
     // A checkout: package.json's version says it.
   }
-  return `${prog} (fence-broker) ${pkg.version ?? 'unknown'}\n${commit ? commit + '\n' : ''}`;
+  return `${prog === 'fence-broker' ? prog : `${prog} (fence-broker)`} ${pkg.version ?? 'unknown'}\n${commit ? commit + '\n' : ''}`;
 }

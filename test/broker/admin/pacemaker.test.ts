@@ -224,10 +224,10 @@ test('example tenant blue (node names are domain names): cib, pcs and crm forms 
 });
 
 test('example tenant red (VM names differ from node names): cib, pcs and crm forms agree through the real tools', async (t) => {
-  const want = await threeForms(t, example(), 'red', 2, ['--identity-file', '/etc/ha.d/fence-broker.key']);
+  const want = await threeForms(t, example(), 'red', 2, ['--identity-file', '/srv/keys/red.key']);
   t.deepEqual(want.primitives.map((p) => [p.id, param(p, 'pcmk_host_map'), param(p, 'identity_file'), param(p, 'ip')]), [
-    ['fb-red-a', 'red-a:red-vm-a', '/etc/ha.d/fence-broker.key', '127.0.0.1:2222'],
-    ['fb-red-b', 'red-b:red-vm-b', '/etc/ha.d/fence-broker.key', '127.0.0.1:2222'],
+    ['fb-red-a', 'red-a:red-vm-a', '/srv/keys/red.key', '127.0.0.1:2222'],
+    ['fb-red-b', 'red-b:red-vm-b', '/srv/keys/red.key', '127.0.0.1:2222'],
   ]);
 });
 
