@@ -33,7 +33,7 @@ export const FENCECTL: ProgramSpec = {
       name: 'check',
       summary: 'Validate clusters.yaml and the policy bundle with its data',
       description: [
-        "Checks the schema, names, keys, duplicate ownership, files' modes, and that the policy bundle loads with the config's data. Warns, without failing, about placeholder keys (the example config's) and about clusters whose nodes have no key.",
+        "Checks the schema, names, keys, duplicate ownership, files' modes, and that the policy bundle loads with the config's data. Warns, without failing, about placeholder keys (the example config's) and about domains that no node with a key has as its own (no fencing device fences them).",
       ],
       options: [config],
       exit: ['0 valid (warnings included)', '1 problems, printed as FILE:LINE:COL: message', '2 usage'],
@@ -101,7 +101,7 @@ export const FENCECTL: ProgramSpec = {
       name: 'pacemaker',
       summary: "A tenant's Pacemaker fencing: one stonith:fence_broker device per node, kept off the node it fences",
       description: [
-        'Prints a CIB (for cibadmin or crm_verify), a pcs script or crmsh configure syntax. Nodes without a key get no device; each is named on stderr.',
+        'Prints a CIB (for cibadmin or crm_verify), a pcs script or crmsh configure syntax. A domain that no node with a key has as its own gets no device; each such domain is named on stderr.',
       ],
       options: [
         config,
