@@ -19,6 +19,7 @@ import { coordinationFor, type HostInfo } from './coordination/index.js';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { livePid } from './pidfile.js';
+import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import ssh2 from 'ssh2';
 import { fingerprintOf } from '../common/fingerprint.js';
@@ -478,7 +479,8 @@ function nodesReach(config: Config, ip: string | undefined): string {
   const { host } = config.broker.listen;
   if (ip !== undefined) {
     const bare = ip.replace(/^\[(.*)\]$/, '$1');
-    if (!/^[A-Za-z0-9.-]+$/.test(bare) && !/^[0-9A-Fa-f:.]+$/.test(bare)) throw new UsageError(`--ip: ${JSON.stringify(ip)} is not a host name or an IP address (the port is broker.listen's)`);
+    // A leading dash would be an option to the sh face's ssh.
+    if (isIP(bare) === 0 && !/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(bare)) throw new UsageError(`--ip: ${JSON.stringify(ip)} is not a host name or an IP address (the port is broker.listen's)`);
     if (bare === '0.0.0.0' || bare === '::') throw new UsageError(`--ip: ${bare} is a wildcard; give the address the nodes reach`);
     return bare;
   }
