@@ -116,7 +116,8 @@ echo "install.sh: commands $root/usr/local/bin/fence-broker, $root/usr/local/bin
 # --- man pages ----------------------------------------------------------------
 # Beside the commands, where man looks for /usr/local/bin's pages.
 for page in "$dest"/man/man[0-9]/*; do
-  section=$(basename "$(dirname "$page")")
+  section=${page%/*}
+  section=${section##*/}
   ensure_dir 0755 "$root/usr/local/share/man/$section"
   install -m 0644 "$page" "$root/usr/local/share/man/$section/"
 done

@@ -219,6 +219,29 @@ test('the release installs into a fresh prefix and runs there without the repo, 
   }
 });
 
+test.serial('the installed man pages are where man looks under the prefix, as built; the installed fencectl answers --version from RELEASE and fingerprint with the pin install.sh made', async (t) => {
+  const { prefix, env, cwd, installOutput } = await within('package and install', installed(), 240_000);
+  const manRoot = join(prefix, 'usr', 'local', 'share', 'man');
+  for (const page of ['man8/fencectl.8', 'man8/fence-broker.8', 'man8/fence_broker.8', 'man5/clusters.yaml.5']) {
+    const file = join(manRoot, page);
+    t.is(lstatSync(file).mode & 0o777, 0o644, page);
+    t.is(readFileSync(file, 'utf8'), readFileSync(projectPath('dist', 'man', page), 'utf8'), `${page} is the built page`);
+    // man itself finds it by name under the prefix's man tree (man-db; CI has it, the man test requires it there).
+    const [section, base] = page.split('/') as [string, string];
+    const where = await execa('man', ['--manpath', manRoot, '-w', section.replace('man', ''), base.replace(/\.\d$/, '')], { reject: false });
+    if (where.exitCode === 0 || process.env.CI === 'true') t.is(String(where.stdout), file, `man -w: ${String(where.stderr)}`);
+  }
+  t.true(installOutput.includes(`man pages in ${manRoot}`), installOutput);
+  const fencectl = join(prefix, 'usr', 'local', 'bin', 'fencectl');
+  const v = await execa(fencectl, ['--version'], { reject: false, env, extendEnv: false, cwd });
+  t.is(v.exitCode, 0, String(v.stderr));
+  t.regex(String(v.stdout), new RegExp(`^fencectl \\(fence-broker\\) ${version.replace(/\./g, '\\.')}\ncommit [0-9a-f]{40}`));
+  const pin = /host key \S+ created \(ed25519, 0600\): (SHA256:\S+)/.exec(installOutput)?.[1];
+  const fp = await execa(fencectl, ['fingerprint'], { reject: false, env, extendEnv: false, cwd });
+  t.is(fp.exitCode, 0, String(fp.stderr));
+  t.is(String(fp.stdout), String(pin), 'fingerprint (its --config defaulting to the prefix) prints the pin made at install');
+});
+
 test('install.sh keeps an admin\'s config, replaces the program tree, refuses Node < 20 and a relative prefix', async (t) => {
   const { release, env, cwd } = await within('package and install', installed(), 240_000);
   const prefix = tempDir('fb-prefix-');
