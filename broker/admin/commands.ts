@@ -141,7 +141,7 @@ export const FENCECTL: ProgramSpec = {
         config,
         { name: 'as', type: 'string', value: 'CLUSTER/NODE', help: 'Ask as this node' },
         { name: 'as-admin', type: 'string', value: 'NAME', help: 'Ask as this admin' },
-        { name: 'action', type: 'string', value: 'ACTION', help: 'The verb' },
+        { name: 'action', type: 'string', value: 'ACTION', help: `The verb: ${VERBS.join(', ')}` },
         { name: 'target', type: 'string', value: 'DOMAIN', help: 'The domain, for status, on, off and reset' },
         { name: 'all', type: 'boolean', help: 'Every action on every domain of the config' },
         json,
