@@ -5,7 +5,8 @@
 // keys and domains no node stands for; `pacemaker` names what it skipped;
 // --ip for a broker listening on a wildcard. Through the real CLIs.
 import test from 'ava';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectPath } from '../../../common/paths.js';
 import { NODE_KEY_PATH } from '../../../common/node-key.js';
@@ -158,4 +159,14 @@ test('pacemaker and heartbeat: --ip for a wildcard listen address; skipped domai
   t.regex(String(kg.stdout), new RegExp(`install \\S+ as ${NODE_KEY_PATH} \\(0600\\)`));
   t.regex(String(kg.stdout), new RegExp(`^  identity_file=${NODE_KEY_PATH}$`, 'm'));
   t.regex(String(kg.stdout), new RegExp(`^  host_key_fingerprint=${fingerprint?.replace(/[+/]/g, '\\$&')}$`, 'm'));
+});
+
+test("the plugin's identity_file defaults to the same key path", async (t) => {
+  // validate-all checks the key file without asking a broker: with no identity_file it looks where keygen said to put the key.
+  const r = await execa(projectPath('plugin', 'dist', 'fence_broker'), ['-o', 'validate-all', '-n', 'web-1', '-a', '127.0.0.1:2222', '--host-key-fingerprint', `SHA256:${'A'.repeat(43)}`], { reject: false });
+  if (existsSync(NODE_KEY_PATH)) t.is(r.exitCode, 0, String(r.stderr));
+  else {
+    t.is(r.exitCode, 1);
+    t.is(String(r.stderr).trim(), `Failed: identity_file ${NODE_KEY_PATH} does not exist`);
+  }
 });
