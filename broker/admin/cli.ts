@@ -109,7 +109,7 @@ export function commandHelp(prog: string, cmd: CommandSpec): string {
     ...rows,
     '',
     'exit status:',
-    ...cmd.exit.map((e) => `  ${e}`),
+    ...cmd.exit.map((e) => wrap(e, 76, '    ').replace(/^ {4}/, '  ')),
     '',
   ].join('\n');
 }
@@ -126,9 +126,9 @@ export function programHelp(prog: ProgramSpec): string {
     wrap(prog.summary, 78, ''),
     '',
     'commands:',
-    ...cmds.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    ...cmds.map((c) => `  ${c.name.padEnd(width)}${wrap(c.summary, 78 - 2 - width, ' '.repeat(2 + width)).trimStart()}`),
     '',
-    `\`${prog.name} COMMAND --help\` shows a command's options; \`man ${prog.name}\` has them all.`,
+    wrap(`\`${prog.name} COMMAND --help\` shows a command's options; \`man ${prog.name}\` has them all.`, 78, ''),
     '',
   ].join('\n');
 }
