@@ -3,7 +3,6 @@
 // config and the policy are valid (DESIGN.md §3.2). SIGHUP reloads clusters.yaml
 // and the policy (a bad reload keeps the running ones); SIGTERM/SIGINT stop it.
 import './heap.js'; // first: V8's heap policy, before anything allocates much
-import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { fileAudit, type Audit } from './audit.js';
 import { Broker } from './broker.js';
@@ -25,6 +24,8 @@ import { removePidFile, writePidFile } from './pidfile.js';
 import { readAuditTail, replay } from './journal.js';
 import type { Coordination } from './coordination/index.js';
 import { systemdNotifier } from './systemd.js';
+import { asksHelp, commandHelp, parseCommand, tryHelp, type CommandSpec } from './admin/cli.js';
+import { FENCE_BROKER, versionText } from './admin/commands.js';
 
 // Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
 const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
@@ -99,15 +100,23 @@ async function main(): Promise<number> {
   process.on('SIGHUP', () => reload());
   // Under a Type=notify unit (NOTIFY_SOCKET set); otherwise it does nothing.
   const notify = systemdNotifier((err) => log.warn({ err }, err.message));
-  let configPath: string | undefined;
-  try {
-    configPath = parseArgs({ options: { config: { type: 'string' } }, strict: true }).values.config;
-  } catch (e) {
-    process.stderr.write(`fence-broker: ${(e as Error).message}\nusage: fence-broker --config FILE\n`);
-    return 2;
+  // The option table (admin/commands.ts) gives parsing, --help and fence-broker(8).
+  const table = FENCE_BROKER.commands[0] as CommandSpec;
+  const args = process.argv.slice(2);
+  if (asksHelp(args)) {
+    process.stdout.write(commandHelp('fence-broker', table));
+    return 0;
   }
-  if (!configPath) {
-    process.stderr.write('usage: fence-broker --config FILE\n');
+  let configPath: string;
+  try {
+    const values = parseCommand(table, args);
+    if (values.version) {
+      process.stdout.write(versionText('fence-broker'));
+      return 0;
+    }
+    configPath = String(values.config);
+  } catch (e) {
+    process.stderr.write(`fence-broker: ${(e as Error).message}\n${tryHelp('fence-broker')}\n`);
     return 2;
   }
   let state: Awaited<ReturnType<typeof load>>;
