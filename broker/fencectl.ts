@@ -10,6 +10,7 @@
 //   fencectl heartbeat --cluster C [--face node|sh] [--identity-file PATH] [--config FILE]
 //   fencectl pacemaker --cluster C [--format cib|pcs|crm] [--identity-file PATH] [--config FILE]
 //   fencectl domains --fleet [--config FILE] [--json]
+//   fencectl status  [--config FILE | --socket PATH] [--json]
 // Exit codes: 0 ok / allowed / no change, 1 invalid / denied / not reloaded /
 // decisions differ, 2 usage or config error.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -35,6 +36,7 @@ import { generateEd25519 } from './identity/keygen.js';
 import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from './coordination/fleet.js';
 import { brokerAddress, FORMATS, isFormat, render, tenantFencing } from './admin/pacemaker.js';
 import { DEFAULT_CONFIG } from '../common/prefix.js';
+import { askStatus, formatStatus } from './admin/status.js';
 
 
 const USAGE = `usage:
@@ -49,6 +51,7 @@ const USAGE = `usage:
   fencectl explain --config FILE (--as CLUSTER/NODE | --admin NAME) --action ACTION [--target DOMAIN] [--json]
   fencectl explain --config FILE (--as CLUSTER/NODE | --as-admin NAME) --all [--json]
   fencectl diff-policy --old BUNDLE_OR_DIR --new BUNDLE_OR_DIR [--config FILE] [--json]
+  fencectl status  [--config FILE | --socket PATH] [--json]
 `;
 
 class UsageError extends Error {}
@@ -487,7 +490,15 @@ async function pacemaker(args: string[]): Promise<number> {
   return 0;
 }
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { check, reload, explain, 'diff-policy': diffPolicy, domains, fleet, keygen, heartbeat, pacemaker };
+/** status: what the running daemon says about itself (admin/status.ts); exit 1 when it does not answer. */
+async function status(args: string[]): Promise<number> {
+  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, socket: { type: 'string' }, json: { type: 'boolean' } });
+  const report = await askStatus(typeof v.socket === 'string' ? v.socket : configFrom(v).broker.statusSocket);
+  out(v.json ? JSON.stringify(report) : formatStatus(report));
+  return 0;
+}
+
+const commands: Record<string, (args: string[]) => Promise<number>> = { check, reload, explain, 'diff-policy': diffPolicy, domains, fleet, keygen, heartbeat, pacemaker, status };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
