@@ -51,7 +51,7 @@ export interface StatusSources {
 }
 
 /** Bounds: a handful of admins at once, a request of a few bytes, an answer within seconds. */
-export const STATUS_LIMITS = { maxConnections: 4, maxRequestBytes: 64, deadlineMs: 5_000 };
+export const STATUS_LIMITS = { maxConnections: 4, maxRequestBytes: 64, deadlineMs: 5_000, snapshotMs: 3_000 };
 
 /** The one request there is. */
 export const STATUS_REQUEST = 'status';
@@ -59,11 +59,18 @@ export const STATUS_REQUEST = 'status';
 export async function report(s: StatusSources, now = new Date()): Promise<StatusReport> {
   const c = s.config();
   let coordination: StatusReport['coordination'];
+  let timer: NodeJS.Timeout | undefined;
   try {
-    coordination = { describe: s.coordination.describe, ...(await s.coordination.snapshot()) };
+    // Within the connection's deadline whatever the store's own timeout: the rest of the answer must get out.
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${STATUS_LIMITS.snapshotMs} ms`)), STATUS_LIMITS.snapshotMs);
+    });
+    coordination = { describe: s.coordination.describe, ...(await Promise.race([s.coordination.snapshot(), late])) };
   } catch (err) {
     // A store out of reach is worth seeing; the rest of the answer still stands.
     coordination = { describe: s.coordination.describe, error: err instanceof Error ? err.message : String(err) };
+  } finally {
+    clearTimeout(timer);
   }
   return {
     ok: true,
