@@ -50,15 +50,16 @@ function rawClient(path: string): { socket: Socket; got: () => string; closed: P
 }
 
 test('status while a fence is in flight shows it, its race mark and storm count; then the mark and count stay', async (t) => {
-  // A long request deadline: the fence is held while fencectl runs several times on a busy machine.
-  const { d, fake } = await setup({ extraBroker: ['  timeouts: { request: 300 }'] });
+  // Long bounds: the destroy is held (and must not be killed as a stuck command) while fencectl runs several times on a busy machine.
+  const { d, fake } = await setup({ extraBroker: ['  timeouts: { request: 300, command: 280, verify: 120 }'] });
   try {
     const start = d.auditAll().find((l) => l.event === 'start') as { policy: string; config_sha256: string };
     writeFileSync(join(fake.dir, 'hold-destroy'), '');
     const fence = d.ssh('blue-1', 'off blue-2');
     await until('the destroy reached the toolstack', () => calls(fake).includes('destroy blue-2'));
 
-    const s = await statusJson(d);
+    // Both forms at once: the held fence (and its client's 60 s bound) waits on them.
+    const [s, text] = await Promise.all([statusJson(d), fencectl(['status', '--config', d.config])]);
     t.is(s.pid, d.pid);
     t.true(s.uptime_s >= 0);
     t.is(s.config.file, d.config);
@@ -82,7 +83,6 @@ test('status while a fence is in flight shows it, its race mark and storm count;
     }
 
     // The same, as a person reads it.
-    const text = await fencectl(['status', '--config', d.config]);
     t.is(text.exitCode, 0, String(text.stderr));
     t.log(String(text.stdout));
     t.regex(String(text.stdout), new RegExp(`^fence-broker pid ${d.pid}, up `));
@@ -95,7 +95,7 @@ test('status while a fence is in flight shows it, its race mark and storm count;
     // Released: the fence ends, its audit line has the id status showed; the mark now lapses, the count stays.
     rmSync(join(fake.dir, 'hold-destroy'));
     const done = await fence;
-    t.is(done.exitCode, 0, done.stderr);
+    t.is(done.exitCode, 0, `${done.stdout}${done.stderr}`);
     t.like(d.audit().at(-1), { request_id: id, action: 'off', target: 'blue-2', code: 'ok' });
     const after = await statusJson(d);
     t.deepEqual(after.fences_in_flight, []);
