@@ -205,6 +205,23 @@ test('a stopped daemon: fencectl status names the socket and why, exit 1; a fold
   }
 });
 
+test('a socket left by a daemon killed with -9 is replaced at the restart; status answers from the new daemon', async (t) => {
+  const { d } = await setup();
+  await d.kill9();
+  t.true(lstatSync(join(d.dir, 'status.sock')).isSocket(), 'the dead daemon left its socket');
+  const gone = await fencectl(['status', '--config', d.config]);
+  t.is(gone.exitCode, 1);
+  t.regex(String(gone.stderr), /nothing listens on it: fence-broker is not running/);
+  const again = await d.restart();
+  try {
+    const s = await statusJson(again);
+    t.is(s.pid, again.pid);
+    t.not(s.pid, d.pid);
+  } finally {
+    await again.stop();
+  }
+});
+
 test('the foreground log: --log-format text has ISO times and one line per request naming it; json has ISO times; a bad format is refused', async (t) => {
   const { d } = await setup({ args: ['--log-format', 'text'] });
   try {
