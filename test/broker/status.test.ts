@@ -255,5 +255,6 @@ test('the foreground log: --log-format text has ISO times and one line per reque
 
   const bad = await execa(process.execPath, [projectPath('dist', 'broker', 'main.js'), '--config', '/nonexistent.yaml', '--log-format', 'pretty'], { reject: false });
   t.is(bad.exitCode, 2);
-  t.is(String(bad.stderr).trim(), 'fence-broker: --log-format: "pretty" is not text or json');
+  // Worded by the option table once fencectl's tables (issue 22) are merged: "is not one of text, json".
+  t.regex(String(bad.stderr), /^fence-broker: --log-format: "pretty" is not (text or json|one of text, json)$/m);
 });
