@@ -83,7 +83,7 @@ export interface FrontDoor {
 export function loadOrCreateHostKey(path: string): { key: Buffer; fingerprint: string; created: boolean } {
   let created = false;
   if (!existsSync(path) && !isSymlink(path)) {
-    mkdirSync(dirname(path), { recursive: true });
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 }); // its folder is the broker's alone (the status socket lives there too)
     const pair = generateEd25519();
     const check = ssh2.utils.parseKey(pair.private);
     if (check instanceof Error || Array.isArray(check)) throw new Error(`generated host key does not parse: ${check instanceof Error ? check.message : 'several keys'}`);
