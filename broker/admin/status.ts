@@ -32,6 +32,10 @@ export function askStatus(path: string, timeoutMs = 10_000): Promise<StatusRepor
     });
     socket.once('end', () => {
       clearTimeout(timer);
+      if (got === '') {
+        fail('it closed the connection without an answer (more status clients at once than it serves? try again)');
+        return;
+      }
       let answer: { ok?: boolean; error?: string };
       try {
         answer = JSON.parse(got) as { ok?: boolean; error?: string };
