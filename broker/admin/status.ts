@@ -12,6 +12,7 @@ const WHY: Record<string, string> = {
   ECONNREFUSED: 'nothing listens on it: fence-broker is not running (a socket left by a daemon that died)',
   EACCES: 'permission denied: the status socket is root\'s (the broker\'s user) only',
   EPERM: 'permission denied: the status socket is root\'s (the broker\'s user) only',
+  ECONNRESET: 'it closed the connection without an answer (more status clients at once than it serves? try again)',
 };
 
 /** The daemon's report, or NoDaemon naming the socket and why; bounded by `timeoutMs`. */
