@@ -133,6 +133,7 @@ test('the admin\'s first hour, exactly as docs/admin/first-hour.md shows it, on 
     });
   }
 
+  t.log(`the daemon's log:\n${daemonLog}`);
   const all = outputs.map((o) => o.stdout + o.stderr).join('\n');
   const by = (re: RegExp) => outputs.filter((o) => re.test(o.block.text)).map((o) => o.stdout + o.stderr).join('\n');
   // The daemon's log names each request (text, ISO times), the fence among them.
@@ -140,6 +141,7 @@ test('the admin\'s first hour, exactly as docs/admin/first-hour.md shows it, on 
   t.regex(daemonLog, /INFO: request web\/web-1 off web-1 via ssh: deny, refused/);
   t.regex(by(/^fencectl status$/m), /fences in flight: 0\n/);
   t.regex(by(/^fencectl status$/m), /web-2 marked by web\/web-1/, 'status shows the race mark of the fence');
+  t.regex(by(/^fencectl status$/m), /storm counts: web 1\n {4}web: web-2/, 'status shows the storm count of the fence');
   t.regex(by(/^fencectl reload$/m), /^reloaded fence-broker pid \d+: policy rego-/m);
   t.regex(by(/-k "\$TRIAL\/keys\/web-2"/), /is not accepted/);
 
