@@ -33,6 +33,8 @@ import { FENCECTL, versionText } from './admin/commands.js';
 import { configWarnings, domainsWithoutNode, keyBlobsIn } from './admin/warnings.js';
 
 
+import { askStatus, formatStatus } from './admin/status.js';
+
 const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : s + '\n');
 const err = (s: string): void => void process.stderr.write(s.endsWith('\n') ? s : s + '\n');
 
@@ -497,7 +499,16 @@ async function fingerprint(args: string[]): Promise<number> {
   return 0;
 }
 
-const handlers: Record<string, (args: string[]) => Promise<number>> = { check, reload, explain, 'diff-policy': diffPolicy, domains, fleet, keygen, fingerprint, heartbeat, pacemaker };
+/** status: what the running daemon says about itself (admin/status.ts); exit 1 when it does not answer. */
+async function status(args: string[]): Promise<number> {
+  const v = options('status', args);
+  const socket = str(v, 'socket');
+  const report = await askStatus(socket ?? configFrom(v).broker.statusSocket);
+  out(v.json ? JSON.stringify(report) : formatStatus(report));
+  return 0;
+}
+
+const handlers: Record<string, (args: string[]) => Promise<number>> = { check, reload, explain, 'diff-policy': diffPolicy, domains, fleet, keygen, fingerprint, heartbeat, pacemaker, status };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -49,12 +49,11 @@ export const FENCECTL: ProgramSpec = {
     },
     {
       name: 'status',
-      planned: 'i22-status (helper F)',
       summary: 'Ask the running daemon its pid, uptime, config, policy, connections, fences in flight, race marks and storm counts',
       description: ['Asks over a local socket; no network port.'],
       options: [
-        { name: 'socket', type: 'string', value: 'PATH', help: "The daemon's status socket", planned: 'i22-status (helper F)' },
-        { ...json, planned: 'i22-status (helper F)' },
+        { name: 'socket', type: 'string', value: 'PATH', help: "The daemon's status socket" },
+        json,
       ],
       exit: ['0 the daemon answered', '1 no daemon answered', '2 usage'],
     },
@@ -181,7 +180,7 @@ export const FENCE_BROKER: ProgramSpec = {
       description: DAEMON_DESCRIPTION,
       options: [
         { ...config, default: undefined, required: true },
-        { name: 'log-format', type: 'string', value: 'FORMAT', choices: ['text', 'json'], help: 'The log on stderr: text with ISO times, or pino JSON lines. Default: text when stderr is a terminal', planned: 'i22-status (helper F)' },
+        { name: 'log-format', type: 'string', value: 'FORMAT', choices: ['text', 'json'], help: 'The log on stderr: text with ISO times, or pino JSON lines. Default: text when stderr is a terminal' },
         VERSION_OPTION,
       ],
       exit: ['0 stopped by SIGTERM or SIGINT', '2 usage, invalid config or policy, or a resource it cannot have (listen address, audit log, pid file)'],
