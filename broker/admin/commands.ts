@@ -52,7 +52,8 @@ export const FENCECTL: ProgramSpec = {
       summary: 'Ask the running daemon its pid, uptime, config, policy, connections, fences in flight, race marks and storm counts',
       description: ['Asks over a local socket; no network port.'],
       options: [
-        { name: 'socket', type: 'string', value: 'PATH', help: "The daemon's status socket" },
+        config,
+        { name: 'socket', type: 'string', value: 'PATH', help: "The daemon's status socket (default: broker.status_socket of --config)" },
         json,
       ],
       exit: ['0 the daemon answered', '1 no daemon answered', '2 usage'],
