@@ -116,6 +116,7 @@ export class Broker {
     const record: AuditRecord = {
       event: 'request',
       request_id: id,
+      door: ctx.door ?? 'unknown',
       peer,
       fingerprint: who.fingerprint,
       cluster: who.kind === 'node' ? who.cluster : null,
@@ -305,7 +306,7 @@ export class Broker {
     if (req.verb !== 'status') {
       try {
         this.deps.audit.intent({
-          event: 'intent', request_id: id, peer: record.peer, fingerprint: record.fingerprint, cluster: record.cluster,
+          event: 'intent', request_id: id, door: record.door, peer: record.peer, fingerprint: record.fingerprint, cluster: record.cluster,
           node: record.node, action: req.verb, target, policy: record.policy,
         });
       } catch (err) {

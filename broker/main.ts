@@ -29,6 +29,7 @@ import { asksHelp, commandHelp, parseCommand, tryHelp, type CommandSpec } from '
 import { FENCE_BROKER, versionText } from './admin/commands.js';
 import { serveStatus, type StatusServer } from './status.js';
 import { requestLine } from './request-log.js';
+import { loadFenceVirtKeys, startFenceVirt } from './doors/fence-virt/index.js';
 
 /**
  * The foreground log: JSON lines (journald, a collector) or plain text for a
@@ -46,11 +47,12 @@ let log = logger('json');
 const memoryMiB = (): Record<string, number> =>
   Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1048576)]));
 
-async function load(file: string): Promise<{ config: Config; engine: PolicyEngine; identities: IdentityIndex }> {
+async function load(file: string): Promise<{ config: Config; engine: PolicyEngine; identities: IdentityIndex; fenceVirtKeys: ReturnType<typeof loadFenceVirtKeys> }> {
   // In a worker: the parse's garbage leaves with it (config/isolated.ts).
   const config = await loadConfigIsolated(fileURLToPath(import.meta.url), file);
   const engine = await loadPolicy(config);
-  return { config, engine, identities: new IdentityIndex(config) };
+  // The fence_virt keys are re-read with the config: a key file removed is revoked by this reload.
+  return { config, engine, identities: new IdentityIndex(config), fenceVirtKeys: loadFenceVirtKeys(config) };
 }
 
 /**
@@ -226,9 +228,19 @@ async function main(): Promise<number> {
     refused: (r) => audit.refusal(r),
     log,
   });
+  let fenceVirt: Awaited<ReturnType<typeof startFenceVirt>>;
+  try {
+    fenceVirt = await startFenceVirt({ config, keys: () => state.fenceVirtKeys, broker, fencer, audit, log });
+  } catch (e) {
+    log.error({ err: e }, 'fence_virt door cannot start');
+    process.stderr.write(`fence-broker: refusing to start: ${(e as Error).message}\n`);
+    await door.close();
+    audit.event('stop', { pid: process.pid, error: (e as Error).message });
+    audit.close();
+    if (pidFile) removePidFile(pidFile);
+    return 2;
+  }
   metrics?.read({ policy: () => state.engine, inProgress: () => broker.inProgressCounts(), queues: () => fencer.queueDepths(), connections: () => door.counts() });
-  // fencectl status: every door reports itself here.
-  const doors = [door];
   let status: StatusServer | undefined;
   try {
     status = await serveStatus(config.broker.statusSocket, {
@@ -238,7 +250,8 @@ async function main(): Promise<number> {
       hostKey: hostKey.fingerprint,
       hostId: config.broker.hostId,
       toolstack: toolstack.describe,
-      doors: () => doors.map((d) => d.report()),
+      // Every door reports itself: where it listens, its connections by state.
+      doors: () => [door.report(), ...(fenceVirt?.report() ?? [])],
       requestsInProgress: () => broker.inProgressCounts().requests,
       inFlight: () => broker.inFlight(),
       coordination,
@@ -278,7 +291,7 @@ async function main(): Promise<number> {
         loadedAt = new Date();
         warnIfStale(next.config, next.engine.revision);
         // In the same tick as the swap: no request on a revoked key can start in between.
-        const revoked = door.revoke();
+        const revoked = door.revoke() + (fenceVirt?.door.revoke() ?? 0);
         const after = { config_sha256: next.config.sha256, policy: next.engine.revision, policy_sha256: next.engine.sha256 };
         auditReload({ ok: true, pid: process.pid, old: before, new: after, connections_closed: revoked, ...(restartOnly ? { broker_settings_need_restart: true } : {}) });
         log.info({ policy: next.engine.revision, connections_closed: revoked, memory_mib: memoryMiB() }, 'reloaded');
@@ -312,7 +325,7 @@ async function main(): Promise<number> {
   );
   warnIfStale(state.config, state.engine.revision);
   log.info(
-    { listen: `${config.broker.listen.host}:${door.port}`, status_socket: status?.path ?? null, memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
+    { listen: `${config.broker.listen.host}:${door.port}`, status_socket: status?.path ?? null, ...(fenceVirt ? { fence_virt: fenceVirt.describe() } : {}), memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
     'fence-broker ready',
   );
   notify.ready(`serving on ${config.broker.listen.host}:${door.port}; policy ${state.engine.revision}`);
@@ -322,6 +335,7 @@ async function main(): Promise<number> {
   stopPublishing();
   await status?.close();
   await door.close();
+  await fenceVirt?.close();
   await metrics?.close();
   toolstack.close?.();
   await coordination.close().catch((e: unknown) => log.warn({ err: e }, 'coordination: close failed'));

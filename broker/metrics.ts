@@ -149,6 +149,10 @@ export class Metrics {
         this.safe(() => this.refusals.inc({ kind: r.kind }));
         audit.refusal(r);
       },
+      refusedRequest: (r) => {
+        this.safe(() => this.refusals.inc({ kind: r.kind }));
+        audit.refusedRequest(r);
+      },
       event: counted('event', (name, fields) => audit.event(name, fields)),
       reopen: counted('reopen', () => audit.reopen()),
       close: () => audit.close(),

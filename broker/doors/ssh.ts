@@ -138,7 +138,7 @@ const bump = (m: Map<string, number>, key: string, by: number): void => {
 
 export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
   const L = o.limits;
-  const refuse = (kind: string, peer: string, fields: Record<string, unknown> = {}) => o.refused({ event: 'refusal', kind, peer, ...fields });
+  const refuse = (kind: string, peer: string, fields: Record<string, unknown> = {}) => o.refused({ event: 'refusal', kind, door: DOOR, peer, ...fields });
   const conns = new Map<string, Conn>(); // by remote address:port
   const unauthBySource = new Map<string, number>();
   let unauthenticated = 0;

@@ -43,7 +43,7 @@ test('a status report, as a person reads it', (t) => {
 
 test('the request log line names the requester, the request, the door, the decision, the outcome and the id', (t) => {
   const record: AuditRecord = {
-    event: 'request', request_id: 'id-1', peer: '127.0.0.1:5', fingerprint: 'SHA256:k', cluster: 'web', node: 'web-1', admin: null, command: 'off web-2',
+    event: 'request', request_id: 'id-1', door: 'ssh', peer: '127.0.0.1:5', fingerprint: 'SHA256:k', cluster: 'web', node: 'web-1', admin: null, command: 'off web-2',
     action: 'off', target: 'web-2', decision: 'allow', reasons: [], policy: { revision: 'r', sha256: 's' }, result: null, code: 'ok', exit_code: 0, duration_ms: 12,
   };
   t.deepEqual(requestLine(record, 'ssh'), {
