@@ -1,19 +1,9 @@
 #!/usr/bin/env node
 // fencectl: the host admin's and security reviewer's tool (DESIGN.md §10).
-//   fencectl check   --config FILE
-//   fencectl reload  [--config FILE] [--timeout SECONDS]
-//   fencectl explain --config FILE --as CLUSTER/NODE | --admin NAME --action A [--target D] [--json]
-//   fencectl explain --config FILE --as CLUSTER/NODE | --as-admin NAME --all [--json]
-//   fencectl diff-policy --old BUNDLE_OR_DIR --new BUNDLE_OR_DIR [--config FILE] [--json]
-//   fencectl fleet   [--config FILE] [--json]
-//   fencectl keygen  --cluster C --node N [--out DIR (created 0700)] [--config FILE]
-//   fencectl keygen  --fence-virt --cluster C --node N [--force] [--config FILE]
-//   fencectl heartbeat --cluster C [--face node|sh] [--identity-file PATH] [--config FILE]
-//   fencectl pacemaker --cluster C [--format cib|pcs|crm] [--agent fence_broker|fence_xvm|fence_virt] [--identity-file PATH] [--key-file PATH] [--config FILE]
-//   fencectl domains --fleet [--config FILE] [--json]
+// Its commands and options are the tables of admin/commands.ts, from which
+// parsing, --help and fencectl(8) are derived; `fencectl CMD --help` shows them.
 // Exit codes: 0 ok / allowed / no change, 1 invalid / denied / not reloaded /
 // decisions differ, 2 usage or config error.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { checkRequest } from '../common/request.js';
 import { nameProblem } from '../common/names.js';
 import { ConfigError, formatLocated } from './config/errors.js';
@@ -29,46 +19,38 @@ import { coordinationFor, type HostInfo } from './coordination/index.js';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { livePid } from './pidfile.js';
+import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import ssh2 from 'ssh2';
 import { fingerprintOf } from '../common/fingerprint.js';
 import { generateEd25519 } from './identity/keygen.js';
 import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from './coordination/fleet.js';
-import { AGENTS, brokerAddress, fenceVirtEndpoints, FORMATS, isAgent, isFormat, render, tenantFenceVirt, tenantFencing } from './admin/pacemaker.js';
-import { DEFAULT_CONFIG } from '../common/prefix.js';
+import { brokerAddress, fenceVirtEndpoints, FORMATS, isAgent, isFormat, render, tenantFenceVirt, tenantFencing } from './admin/pacemaker.js';
+import { NODE_KEY_PATH } from '../common/node-key.js';
+import { projectPath } from '../common/paths.js';
+import { asksHelp, commandHelp, live, parseCommand, programHelp, tryHelp, UsageError, type Values } from './admin/cli.js';
+import { FENCECTL, versionText } from './admin/commands.js';
+import { configWarnings, domainsWithoutNode, keyBlobsIn } from './admin/warnings.js';
+
+
+import { askStatus, formatStatus } from './admin/status.js';
 import { KEY_BYTES, keyPath, writeNodeKey } from './doors/fence-virt/keys.js';
 import { loadFenceVirtKeys } from './doors/fence-virt/index.js';
-
-
-const USAGE = `usage:
-  fencectl check   --config FILE
-  fencectl reload  [--config FILE] [--timeout SECONDS]
-  fencectl domains [--config FILE] [--cluster C] [--json]
-  fencectl domains --fleet [--config FILE] [--json]
-  fencectl fleet   [--config FILE] [--json]
-  fencectl keygen  --cluster CLUSTER --node NODE [--out DIR] [--config FILE]
-  fencectl keygen  --fence-virt --cluster CLUSTER --node NODE [--force] [--config FILE]
-  fencectl heartbeat --cluster CLUSTER [--face node|sh] [--identity-file PATH] [--config FILE]
-  fencectl pacemaker --cluster CLUSTER [--format cib|pcs|crm] [--agent fence_broker|fence_xvm|fence_virt] [--identity-file PATH] [--key-file PATH] [--config FILE]
-  fencectl explain --config FILE (--as CLUSTER/NODE | --admin NAME) --action ACTION [--target DOMAIN] [--json]
-  fencectl explain --config FILE (--as CLUSTER/NODE | --as-admin NAME) --all [--json]
-  fencectl diff-policy --old BUNDLE_OR_DIR --new BUNDLE_OR_DIR [--config FILE] [--json]
-`;
-
-class UsageError extends Error {}
 
 const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : s + '\n');
 const err = (s: string): void => void process.stderr.write(s.endsWith('\n') ? s : s + '\n');
 
-function options<T extends ParseArgsConfig['options']>(args: string[], opts: T) {
-  try {
-    return parseArgs({ args, options: opts, strict: true, allowPositionals: false }).values;
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+/** The command's values, parsed and checked against its table. */
+function options(cmd: string, args: string[]): Values {
+  const spec = FENCECTL.commands.find((c) => c.name === cmd);
+  if (!spec) throw new Error(`fencectl: no option table for ${cmd}`);
+  return parseCommand(spec, args);
 }
 
-function configFrom(values: { config?: string | boolean | undefined }): Config {
+const str = (v: Values, name: string): string | undefined => (typeof v[name] === 'string' ? (v[name] as string) : undefined);
+
+function configFrom(values: Values): Config {
+  // Every command's table defaults it (admin/commands.ts).
   if (typeof values.config !== 'string') throw new UsageError('--config FILE is required');
   return loadConfig(values.config);
 }
@@ -96,12 +78,14 @@ async function validated(config: Config): Promise<PolicyEngine | undefined> {
 }
 
 async function check(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string' } });
+  const v = options('check', args);
   const config = configFrom(v);
   // The fence_virt keys, as the daemon reads them with the config (a problem is located at key_dir).
   const fenceVirtKeys = loadFenceVirtKeys(config);
   const engine = await validated(config);
   if (!engine) return 1;
+  // Warnings, located; the config is valid all the same, so the exit stays 0.
+  for (const w of configWarnings(config, exampleKeys())) err(formatLocated(locateIn(config.file, w.key, w.message)));
   const clusters = Object.values(config.clusters);
   const domains = clusters.reduce((n, c) => n + c.domains.length, 0);
   const nodes = clusters.reduce((n, c) => n + Object.keys(c.nodes).length, 0);
@@ -112,6 +96,16 @@ async function check(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The placeholder keys of the example config install.sh installs (contrib/ ships in the release too). */
+function exampleKeys(): Set<string> {
+  try {
+    return keyBlobsIn(readFileSync(projectPath('contrib', 'clusters.example.yaml'), 'utf8'));
+  } catch (e) {
+    err(`fencectl check: cannot read the example config to spot its placeholder keys: ${(e as Error).message}`);
+    return new Set();
+  }
+}
+
 /**
  * reload: validates as `check` does, then signals the running daemon (the pid
  * in broker.pid_file, else systemd's fence-broker.service) and reads its answer
@@ -119,7 +113,7 @@ async function check(args: string[]): Promise<number> {
  * Exit 0 only when the daemon now runs the config and policy validated here.
  */
 async function reload(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, timeout: { type: 'string', default: '30' } });
+  const v = options('reload', args);
   const timeoutS = Number(v.timeout);
   if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError(`--timeout: seconds > 0, got ${JSON.stringify(v.timeout)}`);
   let config: Config;
@@ -235,12 +229,12 @@ async function reloadEvent(file: string, from: number, pid: number, timeoutMs: n
 
 function requesterFrom(as: unknown, admin: unknown): Requester {
   if (typeof admin === 'string') {
-    if (as !== undefined) throw new UsageError('give either --as or --admin, not both');
+    if (as !== undefined) throw new UsageError('give either --as or --as-admin, not both');
     const p = nameProblem(admin);
-    if (p) throw new UsageError(`--admin: ${p}`);
+    if (p) throw new UsageError(`--as-admin: ${p}`);
     return { admin };
   }
-  if (typeof as !== 'string') throw new UsageError('--as CLUSTER/NODE (or --admin NAME) is required');
+  if (typeof as !== 'string') throw new UsageError('--as CLUSTER/NODE (or --as-admin NAME) is required');
   const parts = as.split('/');
   if (parts.length !== 2) throw new UsageError(`--as: expected CLUSTER/NODE, got ${JSON.stringify(as)}`);
   const [cluster, node] = parts as [string, string];
@@ -250,18 +244,8 @@ function requesterFrom(as: unknown, admin: unknown): Requester {
 }
 
 async function explain(args: string[]): Promise<number> {
-  const v = options(args, {
-    config: { type: 'string' },
-    as: { type: 'string' },
-    admin: { type: 'string' },
-    'as-admin': { type: 'string' },
-    action: { type: 'string' },
-    target: { type: 'string' },
-    all: { type: 'boolean' },
-    json: { type: 'boolean' },
-  });
-  if (v.admin !== undefined && v['as-admin'] !== undefined) throw new UsageError('give --admin or --as-admin, not both');
-  const requester = requesterFrom(v.as, v.admin ?? v['as-admin']);
+  const v = options('explain', args);
+  const requester = requesterFrom(v.as, v['as-admin']);
   if (v.all) return explainAll(v, requester);
   if (typeof v.action !== 'string') throw new UsageError('--action is required (or --all for every action on every domain)');
   // The same grammar the broker applies before the policy sees a request.
@@ -286,7 +270,7 @@ async function explain(args: string[]): Promise<number> {
  * explain --all: every action on every domain of the config for one
  * requester, as it stands (no fence race lost, no storm count).
  */
-async function explainAll(v: { config?: string | boolean | undefined; action?: unknown; target?: unknown; json?: boolean | string | undefined }, requester: Requester): Promise<number> {
+async function explainAll(v: Values, requester: Requester): Promise<number> {
   if (v.action !== undefined || v.target !== undefined) throw new UsageError('--all covers every action and domain: drop --action/--target');
   const config = configFrom(v);
   const engine = await loadPolicy(config);
@@ -309,7 +293,7 @@ async function explainAll(v: { config?: string | boolean | undefined; action?: u
  * none differ, 1 when some do (fit for a CI gate), 2 on error.
  */
 async function diffPolicy(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, old: { type: 'string' }, new: { type: 'string' }, json: { type: 'boolean' } });
+  const v = options('diff-policy', args);
   if (typeof v.old !== 'string' || typeof v.new !== 'string') throw new UsageError('--old and --new (a bundle .tar.gz or a policy folder) are required');
   const config = configFrom(v);
   const data = policyData(config);
@@ -338,7 +322,7 @@ async function published(config: Config): Promise<HostInfo[]> {
 }
 
 async function fleet(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, json: { type: 'boolean' } });
+  const v = options('fleet', args);
   const rows = fleetHosts(await published(configFrom(v)));
   if (v.json) out(JSON.stringify(rows));
   else {
@@ -352,7 +336,7 @@ ${rows.length} brokers; ${odd.length ? `differing from the rest: ${odd.join('; '
 }
 
 async function domains(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, json: { type: 'boolean' }, fleet: { type: 'boolean' } });
+  const v = options('domains', args);
   const config = configFrom(v);
   if (v.fleet) {
     const rows = fleetDomains(await published(config));
@@ -374,16 +358,13 @@ async function domains(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Where a node keeps its key, as the generated plugin parameters say. */
-const NODE_KEY_PATH = '/etc/fence-broker/id_ed25519';
-
 /**
  * A new node key pair (node:crypto, OpenSSH formats), written to DIR/NODE
  * (0600, never over an existing file) and DIR/NODE.pub; prints the
  * clusters.yaml entry and the node's plugin parameters. The config is only read.
  */
 async function keygen(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, node: { type: 'string' }, out: { type: 'string', default: '.' }, 'fence-virt': { type: 'boolean', default: false }, force: { type: 'boolean', default: false } });
+  const v = options('keygen', args);
   if (typeof v.cluster !== 'string' || typeof v.node !== 'string') throw new UsageError('--cluster and --node are required');
   const bad = nameProblem(v.cluster) ?? nameProblem(v.node);
   if (bad) throw new UsageError(bad);
@@ -478,17 +459,16 @@ const noHostKey = (config: Config): string =>
  * fixed, so it is no eighth value.
  */
 async function heartbeat(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, face: { type: 'string', default: 'node' }, 'identity-file': { type: 'string', default: '/etc/ha.d/fence-broker.key' } });
+  const v = options('heartbeat', args);
   if (typeof v.cluster !== 'string') throw new UsageError('--cluster is required');
-  if (v.face !== 'node' && v.face !== 'sh') throw new UsageError(`--face: ${JSON.stringify(v.face)} is not node or sh`);
   const config = configFrom(v);
   if (!config.clusters[v.cluster]) throw new UsageError(`--cluster: no cluster ${v.cluster} in ${config.file}`);
   const identity = String(v['identity-file']);
   if (/\s/.test(identity) || !identity.startsWith('/')) throw new UsageError('--identity-file: an absolute path without spaces (stonith_host values are separated by spaces)');
   const key = hostPublic(config);
   if (!key) throw new UsageError(noHostKey(config));
-  const { host, port } = config.broker.listen;
-  if (host === '0.0.0.0' || host === '::') throw new UsageError(`broker.listen is ${host}: give the nodes an address they reach (set listen to it)`);
+  const { port } = config.broker.listen;
+  const host = nodesReach(config, str(v, 'ip'));
   const line = `stonith_host * external/fence-broker ${host} ${port} fence ${identity} ${key.fingerprint} 45 5`;
   if (v.face === 'node') {
     out(line);
@@ -506,16 +486,17 @@ async function heartbeat(args: string[]): Promise<number> {
  * configure syntax. Only the options are checked here.
  */
 async function pacemaker(args: string[]): Promise<number> {
-  const v = options(args, { config: { type: 'string', default: DEFAULT_CONFIG }, cluster: { type: 'string' }, agent: { type: 'string', default: 'fence_broker' }, format: { type: 'string', default: 'cib' }, 'identity-file': { type: 'string', default: NODE_KEY_PATH }, 'key-file': { type: 'string', default: FENCE_VIRT_NODE_KEY } });
+  const v = options('pacemaker', args);
   if (typeof v.cluster !== 'string') throw new UsageError('--cluster is required');
-  const agent = String(v.agent);
-  if (!isAgent(agent)) throw new UsageError(`--agent: ${JSON.stringify(agent)} is not one of ${AGENTS.join(', ')}`);
   const format = String(v.format);
   if (!isFormat(format)) throw new UsageError(`--format: ${JSON.stringify(format)} is not one of ${FORMATS.join(', ')}`);
+  const agent = String(v.agent);
+  if (!isAgent(agent)) throw new UsageError(`--agent: ${JSON.stringify(agent)} is not one of fence_broker, fence_xvm, fence_virt`);
   const identity = String(v['identity-file']);
+  const keyFile = typeof v['key-file'] === 'string' ? v['key-file'] : FENCE_VIRT_NODE_KEY;
   // The nodes read it as a path; a line break would also end a crmsh statement.
   const pathProblem = (opt: string, p: string) => (!p.startsWith('/') || /[\x00-\x1f\x7f]/.test(p) ? `${opt}: ${JSON.stringify(p)} is not an absolute path without control characters` : undefined);
-  const badPath = agent === 'fence_broker' ? pathProblem('--identity-file', identity) : pathProblem('--key-file', String(v['key-file']));
+  const badPath = agent === 'fence_broker' ? pathProblem('--identity-file', identity) : pathProblem('--key-file', keyFile);
   if (badPath) throw new UsageError(badPath);
   const config = configFrom(v);
   const cluster = config.clusters[v.cluster];
@@ -524,35 +505,89 @@ async function pacemaker(args: string[]): Promise<number> {
     // The fence_virt door: where the nodes send to comes from broker.fence_virt; no host key involved.
     const ends = fenceVirtEndpoints(config.broker.fenceVirt, agent);
     if (typeof ends === 'string') throw new UsageError(ends);
-    out(render(tenantFenceVirt(cluster, agent, String(v['key-file']), ends), format));
+    out(render(tenantFenceVirt(cluster, agent, keyFile, ends), format));
     return 0;
   }
   const fingerprint = hostFingerprint(config);
   if (!fingerprint) throw new UsageError(noHostKey(config));
-  const { host } = config.broker.listen;
-  if (host === '0.0.0.0' || host === '::') throw new UsageError(`broker.listen is ${host}: give the nodes an address they reach (set listen to it)`);
-  out(render(tenantFencing(config, cluster, fingerprint, identity), format));
+  const host = nodesReach(config, str(v, 'ip'));
+  // A domain no node stands for gets no device: say so, or the admin finds out at the first fence.
+  for (const d of domainsWithoutNode(cluster)) {
+    err(`fencectl pacemaker: skipped domain ${d}: no node of cluster ${cluster.name} with a key has it as its own domain, so no device fences it (add its node with \`fencectl keygen --cluster ${cluster.name} --node ${d}\`)`);
+  }
+  out(render(tenantFencing(config, cluster, fingerprint, identity, host), format));
   return 0;
 }
 
-const commands: Record<string, (args: string[]) => Promise<number>> = { check, reload, explain, 'diff-policy': diffPolicy, domains, fleet, keygen, heartbeat, pacemaker };
+/**
+ * The broker's address as the nodes reach it: --ip, else broker.listen's
+ * host, which a wildcard (0.0.0.0, ::) is not. --ip is checked as the nodes'
+ * plugin will read it (a name or an address, no port: the port is listen's).
+ */
+function nodesReach(config: Config, ip: string | undefined): string {
+  const { host } = config.broker.listen;
+  if (ip !== undefined) {
+    const bare = ip.replace(/^\[(.*)\]$/, '$1');
+    // A leading dash would be an option to the sh face's ssh.
+    if (isIP(bare) === 0 && !/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(bare)) throw new UsageError(`--ip: ${JSON.stringify(ip)} is not a host name or an IP address (the port is broker.listen's)`);
+    if (bare === '0.0.0.0' || bare === '::') throw new UsageError(`--ip: ${bare} is a wildcard; give the address the nodes reach`);
+    return bare;
+  }
+  if (host === '0.0.0.0' || host === '::') throw new UsageError(`broker.listen is ${host}: give the nodes an address they reach with --ip ADDR (or set listen to it)`);
+  return host;
+}
+
+/** The host key's pin, as the nodes' host_key_fingerprint. */
+async function fingerprint(args: string[]): Promise<number> {
+  const config = configFrom(options('fingerprint', args));
+  const fp = hostFingerprint(config);
+  if (!fp) throw new UsageError(noHostKey(config));
+  out(fp);
+  return 0;
+}
+
+/** status: what the running daemon says about itself (admin/status.ts); exit 1 when it does not answer. */
+async function status(args: string[]): Promise<number> {
+  const v = options('status', args);
+  const socket = str(v, 'socket');
+  const report = await askStatus(socket ?? configFrom(v).broker.statusSocket);
+  out(v.json ? JSON.stringify(report) : formatStatus(report));
+  return 0;
+}
+
+const handlers: Record<string, (args: string[]) => Promise<number>> = { check, reload, explain, 'diff-policy': diffPolicy, domains, fleet, keygen, fingerprint, heartbeat, pacemaker, status };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
-    out(USAGE);
-    return cmd === undefined ? 2 : 0;
+  if (cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    const about = rest[0] === undefined ? undefined : live(FENCECTL.commands).find((c) => c.name === rest[0]);
+    out(about ? commandHelp('fencectl', about) : programHelp(FENCECTL));
+    return 0;
   }
-  const run = commands[cmd];
-  if (!run) {
-    err(`fencectl: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+  if (cmd === '-V' || cmd === '--version') {
+    out(versionText('fencectl'));
+    return 0;
+  }
+  // An error prints itself and where to look: never the whole usage.
+  if (cmd === undefined) {
+    err(`fencectl: no command given\n${tryHelp('fencectl')}`);
     return 2;
+  }
+  const spec = live(FENCECTL.commands).find((c) => c.name === cmd);
+  const run = handlers[cmd];
+  if (!spec || !run) {
+    err(`fencectl: unknown command ${JSON.stringify(cmd)}\n${tryHelp('fencectl')}`);
+    return 2;
+  }
+  if (asksHelp(rest)) {
+    out(commandHelp('fencectl', spec));
+    return 0;
   }
   try {
     return await run(rest);
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`fencectl ${cmd}: ${e.message}\n${USAGE}`);
+      err(`fencectl ${cmd}: ${e.message}\n${tryHelp('fencectl', cmd)}`);
       return 2;
     }
     if (e instanceof ConfigError) {

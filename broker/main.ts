@@ -3,8 +3,8 @@
 // config and the policy are valid (DESIGN.md §3.2). SIGHUP reloads clusters.yaml
 // and the policy (a bad reload keeps the running ones); SIGTERM/SIGINT stop it.
 import './heap.js'; // first: V8's heap policy, before anything allocates much
-import { parseArgs } from 'node:util';
 import pino from 'pino';
+import pretty from 'pino-pretty';
 import { fileAudit, type Audit } from './audit.js';
 import { Broker } from './broker.js';
 import { configDigest, coordinationFor, startPublishing } from './coordination/index.js';
@@ -25,11 +25,24 @@ import { removePidFile, writePidFile } from './pidfile.js';
 import { readAuditTail, replay } from './journal.js';
 import type { Coordination } from './coordination/index.js';
 import { systemdNotifier } from './systemd.js';
+import { asksHelp, commandHelp, parseCommand, tryHelp, type CommandSpec } from './admin/cli.js';
+import { FENCE_BROKER, versionText } from './admin/commands.js';
+import { serveStatus, type StatusServer } from './status.js';
+import { requestLine } from './request-log.js';
 import { loadFenceVirtKeys, startFenceVirt } from './doors/fence-virt/index.js';
 import { startMulticastDoor, type MulticastDoor } from './doors/fence-virt/multicast.js';
 
-// Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
-const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
+/**
+ * The foreground log: JSON lines (journald, a collector) or plain text for a
+ * person (the default on a terminal); ISO times in both, as in the audit log.
+ * Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
+ */
+const logger = (format: 'text' | 'json') =>
+  pino(
+    { base: { svc: 'fence-broker' }, timestamp: pino.stdTimeFunctions.isoTime },
+    format === 'text' ? pretty({ destination: 2, sync: true, colorize: false, translateTime: false, ignore: 'pid,hostname,svc', singleLine: true }) : pino.destination({ dest: 2, sync: true }),
+  );
+let log = logger('json');
 
 /** Where the daemon's memory is, MiB: for the ready line, so a large tenancy's cost is visible. */
 const memoryMiB = (): Record<string, number> =>
@@ -102,21 +115,36 @@ async function main(): Promise<number> {
   process.on('SIGHUP', () => reload());
   // Under a Type=notify unit (NOTIFY_SOCKET set); otherwise it does nothing.
   const notify = systemdNotifier((err) => log.warn({ err }, err.message));
-  let configPath: string | undefined;
+  // The option table (admin/commands.ts) gives parsing, --help and fence-broker(8).
+  const table = FENCE_BROKER.commands[0] as CommandSpec;
+  const args = process.argv.slice(2);
+  if (asksHelp(args)) {
+    process.stdout.write(commandHelp('fence-broker', table));
+    return 0;
+  }
+  let configPath: string;
+  let logFormat: string | undefined;
   try {
-    configPath = parseArgs({ options: { config: { type: 'string' } }, strict: true }).values.config;
+    const values = parseCommand(table, args);
+    if (values.version) {
+      process.stdout.write(versionText('fence-broker'));
+      return 0;
+    }
+    configPath = String(values.config);
+    logFormat = typeof values['log-format'] === 'string' ? values['log-format'] : undefined;
   } catch (e) {
-    process.stderr.write(`fence-broker: ${(e as Error).message}\nusage: fence-broker --config FILE\n`);
+    process.stderr.write(`fence-broker: ${(e as Error).message}\n${tryHelp('fence-broker')}\n`);
     return 2;
   }
-  if (!configPath) {
-    process.stderr.write('usage: fence-broker --config FILE\n');
-    return 2;
-  }
+  log = logger((logFormat as 'text' | 'json' | undefined) ?? (process.stderr.isTTY ? 'text' : 'json'));
+  const startedAt = new Date();
   let state: Awaited<ReturnType<typeof load>>;
+  /** When the running config was loaded (start, or the last good reload), for fencectl status. */
+  let loadedAt = startedAt;
   let hostKey: ReturnType<typeof loadOrCreateHostKey>;
   try {
     state = await load(configPath);
+    loadedAt = new Date();
     hostKey = loadOrCreateHostKey(state.config.broker.hostKey);
   } catch (e) {
     const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : '';
@@ -185,6 +213,11 @@ async function main(): Promise<number> {
     maxQueuePerIdentity: config.broker.limits.maxQueuePerIdentity,
     reportError: (err) => log.error({ err }, err.message),
     observer: metrics?.broker,
+    // One line per request, naming it; the audit log stays the record.
+    outcome: (record, door) => {
+      const line = requestLine(record, door);
+      log.info(line.fields, line.message);
+    },
   });
   const door = await startFrontDoor({
     host: config.broker.listen.host,
@@ -225,6 +258,25 @@ async function main(): Promise<number> {
     return 2;
   }
   metrics?.read({ policy: () => state.engine, inProgress: () => broker.inProgressCounts(), queues: () => fencer.queueDepths(), connections: () => door.counts() });
+  let status: StatusServer | undefined;
+  try {
+    status = await serveStatus(config.broker.statusSocket, {
+      startedAt,
+      config: () => ({ file: state.config.file, sha256: state.config.sha256, tenancy: configDigest(state.config), loadedAt }),
+      policy: () => ({ revision: state.engine.revision, sha256: state.engine.sha256 }),
+      hostKey: hostKey.fingerprint,
+      hostId: config.broker.hostId,
+      toolstack: toolstack.describe,
+      // Every door reports itself: where it listens, its connections by state.
+      doors: () => [door.report(), ...(fenceVirt?.report() ?? [])],
+      requestsInProgress: () => broker.inProgressCounts().requests,
+      inFlight: () => broker.inFlight(),
+      coordination,
+    }, (err) => log.error({ err }, err.message));
+  } catch (e) {
+    // A diagnostic, not worth refusing to fence over: said, and the daemon serves without it.
+    log.warn({ err: e }, `fencectl status will not answer: ${(e as Error).message}`);
+  }
   const auditReload = (fields: Record<string, unknown>): void => {
     metrics?.reloaded(fields.ok === true);
     try {
@@ -253,6 +305,7 @@ async function main(): Promise<number> {
         const restartOnly = JSON.stringify(settings(next.config)) !== JSON.stringify(settings(config));
         if (restartOnly) log.warn('broker settings changed; they take effect on restart (clusters, keys and policy are reloaded now)');
         state = next;
+        loadedAt = new Date();
         warnIfStale(next.config, next.engine.revision);
         // In the same tick as the swap: no request on a revoked key can start in between.
         const revoked = door.revoke() + (fenceVirt?.door.revoke() ?? 0);
@@ -289,7 +342,7 @@ async function main(): Promise<number> {
   );
   warnIfStale(state.config, state.engine.revision);
   log.info(
-    { listen: `${config.broker.listen.host}:${door.port}`, ...(fenceVirt ? { fence_virt: { ...fenceVirt.describe(), ...(multicast ? { multicast: multicast.groups.map((g) => (g.includes(':') ? `[${g}]:${multicast?.port}` : `${g}:${multicast?.port}`)) } : {}) } } : {}), memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
+    { listen: `${config.broker.listen.host}:${door.port}`, status_socket: status?.path ?? null, ...(fenceVirt ? { fence_virt: { ...fenceVirt.describe(), ...(multicast ? { multicast: multicast.groups.map((g) => (g.includes(':') ? `[${g}]:${multicast?.port}` : `${g}:${multicast?.port}`)) } : {}) } } : {}), memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
     'fence-broker ready',
   );
   notify.ready(`serving on ${config.broker.listen.host}:${door.port}; policy ${state.engine.revision}`);
@@ -297,6 +350,7 @@ async function main(): Promise<number> {
   await stopping;
   const notified = notify.stopping();
   stopPublishing();
+  await status?.close();
   await door.close();
   await multicast?.close();
   await fenceVirt?.close();

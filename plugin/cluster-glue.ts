@@ -49,6 +49,7 @@ export function shBlock(): string {
     `DEFAULT_USERNAME=${dflt('username')}`,
     `DEFAULT_BROKER_TIMEOUT=${dflt('broker_timeout')}`,
     `DEFAULT_LOGIN_TIMEOUT=${dflt('login_timeout')}`,
+    `DEFAULT_IDENTITY_FILE=${dflt('identity_file')}`,
   ].join('\n') + '\n';
 }
 

@@ -12,17 +12,21 @@ import { helpText, isTrue, metadataParameters, optionOfFlag, parseArgsOptions, S
 
 export const VERSION = '0.1.0';
 
-const ACTIONS = ['on', 'off', 'reboot', 'status', 'list', 'list-status', 'monitor', 'metadata', 'validate-all'] as const;
+export const ACTIONS = ['on', 'off', 'reboot', 'status', 'list', 'list-status', 'monitor', 'metadata', 'validate-all'] as const;
 type Action = (typeof ACTIONS)[number];
 
 /** Sent by Pacemaker; not ours to use. */
 const SILENT = new Set(['nodename']);
 
+/** The agent's descriptions, in the metadata and its man page (fence_broker(8)). */
+export const AGENT_SHORTDESC = 'Fence agent for virtual machines behind fence-broker';
+export const AGENT_LONGDESC = "fence_broker asks fence-broker, a daemon on the virtualization host reached over SSH with this node's key, to power a domain off, on or reset. The broker checks a policy (a cluster may fence only its own domains), drives xl or virsh, and reports success only once the domain is confirmed off. With several hosts, every broker is asked.";
+
 export function metadataXml(): string {
   return (
     '<?xml version="1.0" ?>\n' +
-    '<resource-agent name="fence_broker" shortdesc="Fence agent for virtual machines behind fence-broker">\n' +
-    '<longdesc>fence_broker asks fence-broker, a daemon on the virtualization host reached over SSH with this node\'s key, to power a domain off, on or reset. The broker checks a policy (a cluster may fence only its own domains), drives xl or virsh, and reports success only once the domain is confirmed off. With several hosts, every broker is asked.</longdesc>\n' +
+    `<resource-agent name="fence_broker" shortdesc="${escapeXml(AGENT_SHORTDESC)}">\n` +
+    `<longdesc>${escapeXml(AGENT_LONGDESC)}</longdesc>\n` +
     '<vendor-url>https://fence-broker.invalid/</vendor-url>\n' +
     `<parameters>\n${metadataParameters(escapeXml).join('\n')}\n</parameters>\n` +
     '<actions>\n' +

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import ssh2 from 'ssh2';
 import { fingerprintOf } from '../common/fingerprint.js';
+import { NODE_KEY_PATH } from '../common/node-key.js';
 import type { ParseArgsConfig } from 'node:util';
 import { checkClientOptions, DEFAULT_LOGIN_TIMEOUT_S, DEFAULT_PORT, DEFAULT_TIMEOUT_S, OptionError, parseBrokers, type ClientOptions } from './client.js';
 
@@ -43,7 +44,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'ip', long: 'ip', short: 'a', arg: 'host[:port],...', type: 'string', required: true, shortdesc: 'fence-broker address(es): host[:port], comma-separated when the cluster spans several hosts', aliases: ['ipaddr'], clusterGlue: true, order: 2 },
   { name: 'ipport', long: 'ipport', short: 'u', arg: 'port', type: 'integer', required: false, default: String(DEFAULT_PORT), shortdesc: 'SSH port of the broker(s) where an address gives none', clusterGlue: true, order: 3 },
   { name: 'username', long: 'username', short: 'l', arg: 'name', type: 'string', required: false, default: 'fence', shortdesc: 'SSH user name (any; the broker identifies the node by its key)', aliases: ['login'], clusterGlue: true, order: 4 },
-  { name: 'identity_file', long: 'identity-file', short: 'k', arg: 'filename', type: 'string', required: true, shortdesc: "This node's SSH private key, registered for it in the broker's clusters.yaml", clusterGlue: true, order: 5 },
+  { name: 'identity_file', long: 'identity-file', short: 'k', arg: 'filename', type: 'string', required: false, default: NODE_KEY_PATH, shortdesc: "This node's SSH private key, registered for it in the broker's clusters.yaml (fencectl keygen makes it)", clusterGlue: true, order: 5 },
   { name: 'host_key_fingerprint', long: 'host-key-fingerprint', arg: 'SHA256:...', type: 'string', required: true, shortdesc: 'The broker host key fingerprint(s), comma-separated (ssh-keygen -lf host_key.pub); any other host key is refused', clusterGlue: true, order: 6 },
   { name: 'known_hosts_file', long: 'known-hosts-file', arg: 'filename', type: 'string', required: false, shortdesc: "OpenSSH known_hosts file with the broker host key(s), each also listed in host_key_fingerprint; only its keys are read. The sh face needs it (default: identity_file with .known_hosts appended); the Node faces pin its keys when it is given", clusterGlue: true, byNameOnly: true, order: 6 },
   { name: 'broker_timeout', long: 'broker-timeout', arg: 'seconds', type: 'second', required: false, default: String(DEFAULT_TIMEOUT_S), shortdesc: "Give up on a broker that has not answered a request within this many seconds after login (longer than the broker's own 40 s deadline)", aliases: ['power_timeout'], clusterGlue: true, order: 7 },
@@ -138,7 +139,7 @@ export function toClientOptions(v: OptionValues): ClientOptions {
   const o: ClientOptions = {
     brokers: parseBrokers(need('ip'), port),
     user: v.username ?? 'fence',
-    identityFile: need('identity_file'),
+    identityFile: v.identity_file || NODE_KEY_PATH,
     hostKeyFingerprints: v.known_hosts_file ? knownHostsPins(v.known_hosts_file, fingerprints) : fingerprints,
     timeoutMs: timeout * 1000,
     loginTimeoutMs: login * 1000,

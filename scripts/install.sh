@@ -9,6 +9,7 @@
 # --prefix install is complete and runnable where it is:
 #   DIR/opt/fence-broker/                   the program (replaced as a whole on upgrade)
 #   DIR/usr/local/bin/fence-broker, fencectl  symlinks to it
+#   DIR/usr/local/share/man/man8, man5      fencectl(8), fence-broker(8), fence_broker(8), clusters.yaml(5)
 #   DIR/lib/systemd/system/fence-broker.service
 #   DIR/etc/logrotate.d/fence-broker
 #   DIR/etc/fence-broker/clusters.yaml      the example, only if there is no config yet
@@ -81,7 +82,7 @@ ensure_dir 0755 "$root/opt"
 new=$root/opt/.fence-broker.new.$$
 old=$root/opt/.fence-broker.old.$$
 trap 'rm -rf "$new"' EXIT
-items="package.json RELEASE README.md SECURITY.md BENCHMARKS.md docs THIRD-PARTY-LICENSES dist schema plugin contrib"
+items="package.json RELEASE README.md SECURITY.md BENCHMARKS.md docs THIRD-PARTY-LICENSES dist schema plugin contrib man"
 for item in $items; do
   [ -e "$src/$item" ] || die "$src/$item is missing: an incomplete release folder"
 done
@@ -111,6 +112,16 @@ for pair in fence-broker:main.js fencectl:fencectl.js; do
   ln -sfn "../../../opt/fence-broker/dist/broker/${pair#*:}" "$link"
 done
 echo "install.sh: commands $root/usr/local/bin/fence-broker, $root/usr/local/bin/fencectl"
+
+# --- man pages ----------------------------------------------------------------
+# Beside the commands, where man looks for /usr/local/bin's pages.
+for page in "$dest"/man/man[0-9]/*; do
+  section=${page%/*}
+  section=${section##*/}
+  ensure_dir 0755 "$root/usr/local/share/man/$section"
+  install -m 0644 "$page" "$root/usr/local/share/man/$section/"
+done
+echo "install.sh: man pages in $root/usr/local/share/man (man fencectl, fence-broker, fence_broker, clusters.yaml)"
 
 # --- systemd unit, logrotate --------------------------------------------------
 # Paths in them are rewritten to the prefix; node is the one checked above.

@@ -13,6 +13,7 @@
 //   schema/clusters.schema.json   read by the config loader
 //   plugin/                       the guest plugin: fence_broker, external/fence-broker (Node), external/fence-broker.sh (POSIX sh)
 //   contrib/                      systemd unit, logrotate, clusters.example.yaml, Prometheus alert rules
+//   man/                          the generated man pages (man8/fencectl.8, fence-broker.8, fence_broker.8; man5/clusters.yaml.5)
 //   README.md SECURITY.md BENCHMARKS.md docs/ THIRD-PARTY-LICENSES RELEASE install.sh
 // The runtime finds its files from its own location, two folders up
 // (common/paths.ts): keeping dist/broker, dist/policy and schema at the same
@@ -22,13 +23,14 @@ import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const name = `fence-broker-${pkg.version}`;
-const releaseDir = join(root, 'dist', 'release');
+// RELEASE_DIR: elsewhere than dist/release (a test packaging while another does, in parallel).
+const releaseDir = process.env.RELEASE_DIR ? resolve(process.env.RELEASE_DIR) : join(root, 'dist', 'release');
 const out = join(releaseDir, name);
 const tarball = join(releaseDir, `${name}.tar.gz`);
 
@@ -41,6 +43,8 @@ const fail = (msg) => {
 const bundlePath = join(root, 'dist', 'policy', 'bundle.tar.gz');
 const pluginPath = join(root, 'plugin', 'dist', 'fence_broker');
 if (!existsSync(bundlePath)) fail(`${bundlePath} is missing; build it with \`npm run setup\` (or \`node dist/broker/policy/build-cli.js\`, which needs opa)`);
+const manDir = join(root, 'dist', 'man');
+if (!existsSync(join(manDir, 'man8', 'fencectl.8'))) fail(`${manDir} has no man pages; generate them with \`node dist/broker/admin/man-cli.js\` (or \`npm run setup\`)`);
 if (!existsSync(pluginPath)) fail(`${pluginPath} is missing; build it with \`node scripts/build-plugin.mjs\``);
 // The shipped bundle must be the one of the Rego in this tree: a stale bundle would ship a policy nobody reviewed.
 const bundleModule = join(root, 'dist', 'broker', 'policy', 'bundle.js');
@@ -124,6 +128,7 @@ copy('plugin/dist/external/fence-broker', 'plugin/external/fence-broker', 0o755)
 copy('plugin/dist/external/fence-broker.sh', 'plugin/external/fence-broker.sh', 0o755);
 // Beside this tree's "type": "module", the extensionless CommonJS plugin must still load as CommonJS.
 writeFileSync(join(out, 'plugin', 'package.json'), '{ "type": "commonjs" }\n');
+for (const f of readdirSync(manDir, { recursive: true, encoding: 'utf8' }).filter((f) => /\.\d$/.test(f))) copy(join('dist', 'man', f), join('man', f));
 copy('contrib/fence-broker.service');
 copy('contrib/fence-broker.logrotate');
 copy('contrib/clusters.example.yaml');

@@ -32,6 +32,8 @@ echo "setup: tsc" >&2
 if [ -d dist ]; then find dist \( -name '*.js' -o -name '*.js.map' \) -delete; fi
 npx tsc -p tsconfig.json
 node scripts/build-plugin.mjs
+# The man pages, from the option tables, the agent's metadata and the schema (broker/admin/man.ts).
+node dist/broker/admin/man-cli.js
 
 # The policy bundle is rebuilt only when the Rego sources changed (the revision
 # is a hash of them), see broker/policy/bundle.ts.

@@ -24,7 +24,8 @@ PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
       logrotate  # the installed contrib/fence-broker.logrotate, run against a broker
       shellcheck busybox  # the sh face: shellcheck -s sh, and busybox ash to run it under
       python3  # tests: the notify socket (AF_UNIX datagrams, sender credentials) and an O_NONBLOCK stdin pipe; Node has neither
-      pcs crmsh)  # fencectl pacemaker --format pcs|crm, applied to offline CIB files; pcsd is never started
+      pcs crmsh  # fencectl pacemaker --format pcs|crm, applied to offline CIB files; pcsd is never started
+      mandoc man-db)  # the generated man pages: mandoc -T lint, man -l
 # Without their recommends: devscripts (for checkbashisms only) recommends a packaging toolchain.
 BARE=(devscripts)
 # libvirt as root without systemd: QEMU runs as root, without a security driver or cgroups.

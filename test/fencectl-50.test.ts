@@ -98,7 +98,7 @@ test('fencectl on 50 clusters: check, explain --all, diff-policy, keygen, heartb
     writeFileSync(reachable, readFileSync(d.config, 'utf8').replace('127.0.0.1:0', `127.0.0.1:${d.port}`));
     const hb = await fencectl(['heartbeat', '--config', reachable, '--cluster', 'c49']);
     t.is(hb.exitCode, 0, hb.stderr);
-    t.is(hb.stdout.trim(), `stonith_host * external/fence-broker 127.0.0.1 ${d.port} fence /etc/ha.d/fence-broker.key ${d.fingerprint} 45 5`);
+    t.is(hb.stdout.trim(), `stonith_host * external/fence-broker 127.0.0.1 ${d.port} fence /etc/fence-broker/id_ed25519 ${d.fingerprint} 45 5`);
     const cib = await fencectl(['pacemaker', '--config', reachable, '--cluster', 'c49']);
     t.is(cib.exitCode, 0, cib.stderr);
     t.is(cib.stdout.match(/<primitive /g)?.length, 3);

@@ -219,6 +219,48 @@ test('the release installs into a fresh prefix and runs there without the repo, 
   }
 });
 
+test.serial('the installed man pages are where man looks under the prefix, as built; the installed fencectl answers --version from RELEASE, fingerprint with the pin install.sh made, and keygen, pacemaker, heartbeat and check as the docs show them, all with the one key path and pin', async (t) => {
+  const { prefix, env, cwd, installOutput } = await within('package and install', installed(), 240_000);
+  const manRoot = join(prefix, 'usr', 'local', 'share', 'man');
+  for (const page of ['man8/fencectl.8', 'man8/fence-broker.8', 'man8/fence_broker.8', 'man5/clusters.yaml.5']) {
+    const file = join(manRoot, page);
+    t.is(lstatSync(file).mode & 0o777, 0o644, page);
+    t.is(readFileSync(file, 'utf8'), readFileSync(projectPath('dist', 'man', page), 'utf8'), `${page} is the built page`);
+    // man itself finds it by name under the prefix's man tree (man-db; CI has it, the man test requires it there).
+    const [section, base] = page.split('/') as [string, string];
+    const where = await execa('man', ['--manpath', manRoot, '-w', section.replace('man', ''), base.replace(/\.\d$/, '')], { reject: false });
+    if (where.exitCode === 0 || process.env.CI === 'true') t.is(String(where.stdout), file, `man -w: ${String(where.stderr)}`);
+  }
+  t.true(installOutput.includes(`man pages in ${manRoot}`), installOutput);
+  const fencectl = join(prefix, 'usr', 'local', 'bin', 'fencectl');
+  const v = await execa(fencectl, ['--version'], { reject: false, env, extendEnv: false, cwd });
+  t.is(v.exitCode, 0, String(v.stderr));
+  t.regex(String(v.stdout), new RegExp(`^fencectl \\(fence-broker\\) ${version.replace(/\./g, '\\.')}\ncommit [0-9a-f]{40}`));
+  const pin = /host key \S+ created \(ed25519, 0600\): (SHA256:\S+)/.exec(installOutput)?.[1];
+  const fp = await execa(fencectl, ['fingerprint'], { reject: false, env, extendEnv: false, cwd });
+  t.is(fp.exitCode, 0, String(fp.stderr));
+  t.is(String(fp.stdout), String(pin), 'fingerprint (its --config defaulting to the prefix) prints the pin made at install');
+
+  // The admin's commands as the docs show them, on the installed example: every one names the same key path and pin.
+  const run = (args: string[]) => execa(fencectl, args, { reject: false, env, extendEnv: false, cwd });
+  const keygen = await run(['keygen', '--cluster', 'web', '--node', 'web-1', '--out', join(tempDir('fb-keys-'), 'keys')]);
+  t.is(keygen.exitCode, 0, String(keygen.stderr));
+  const keyPath = /^ {2}identity_file=(\S+)$/m.exec(String(keygen.stdout))?.[1];
+  t.is(keyPath, '/etc/fence-broker/id_ed25519');
+  t.true(String(keygen.stdout).includes(`install `) && String(keygen.stdout).includes(` as ${keyPath} (0600)`), String(keygen.stdout));
+  t.true(String(keygen.stdout).includes(`host_key_fingerprint=${pin}`));
+  const pcs = await run(['pacemaker', '--cluster', 'web', '--format', 'pcs']);
+  t.is(pcs.exitCode, 0, String(pcs.stderr));
+  t.is((String(pcs.stdout).match(new RegExp(`^ {2}identity_file=${keyPath} \\\\$`, 'gm')) ?? []).length, 2, String(pcs.stdout));
+  t.is((String(pcs.stdout).match(new RegExp(`host_key_fingerprint=${String(pin).replace(/[+/]/g, '\\$&')} `, 'g')) ?? []).length, 2);
+  const hb = await run(['heartbeat', '--cluster', 'web']);
+  t.is(hb.exitCode, 0, String(hb.stderr));
+  t.is(String(hb.stdout), `stonith_host * external/fence-broker 192.168.122.1 2222 fence ${keyPath} ${pin} 45 5`);
+  const check = await run(['check']);
+  t.is(check.exitCode, 0, String(check.stderr));
+  t.regex(String(check.stderr), /warning: node web\/web-1 has the example config's placeholder key/, 'the installed example is not called plainly ok');
+});
+
 test('install.sh keeps an admin\'s config, replaces the program tree, refuses Node < 20 and a relative prefix', async (t) => {
   const { release, env, cwd } = await within('package and install', installed(), 240_000);
   const prefix = tempDir('fb-prefix-');

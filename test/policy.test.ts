@@ -154,7 +154,7 @@ test('fencectl explain: exit 0 allowed, 1 denied, 2 usage; --json carries allow,
     [...base, '--as', 'blue/blue-1', '--action', 'destroy', '--target', 'blue-2'],
     [...base, '--as', 'blue/blue-1', '--action', 'off'],
     [...base, '--as', 'blue/blue-1', '--action', 'off', '--target', 'blue-2', '--bogus'],
-    ['explain', '--as', 'blue/blue-1', '--action', 'off', '--target', 'blue-2'],
+    [...base, '--as', 'blue/blue-1', '--as-admin', 'ops', '--action', 'list'],
     ['frobnicate'],
   ]) {
     const r = await fencectl(args);

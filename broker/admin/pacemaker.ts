@@ -102,10 +102,11 @@ export const brokerAddress = (host: string, port: number): string => (host.inclu
 
 /**
  * The model. The caller has checked what it can explain to the admin
- * (cluster exists, listen address is reachable, identity file is a path).
+ * (cluster exists, identity file is a path) and gives the host the nodes
+ * reach (fencectl's --ip, else listen's).
  */
-export function tenantFencing(config: Config, cluster: ClusterConfig, fingerprint: string, identityFile: string): TenantFencing {
-  const { host, port } = config.broker.listen;
+export function tenantFencing(config: Config, cluster: ClusterConfig, fingerprint: string, identityFile: string, host: string = config.broker.listen.host): TenantFencing {
+  const { port } = config.broker.listen;
   const nodes = Object.values(cluster.nodes).sort((a, b) => a.name.localeCompare(b.name));
   return {
     cluster: cluster.name,

@@ -2,7 +2,7 @@
 // one identity per key, node domains owned, names a toolstack would read as
 // something else, key strength, limits that contradict each other, the
 // listen address. Every problem located; then the Config is assembled.
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { BlockList, isIP } from 'node:net';
 import { reservedDomainProblem } from '../../common/names.js';
@@ -111,6 +111,8 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Conf
       hostKey: resolve(base, raw.broker.host_key),
       auditLog: resolve(base, raw.broker.audit_log),
       pidFile: raw.broker.pid_file === undefined ? undefined : resolve(base, raw.broker.pid_file),
+      // Beside the host key by default: a folder only the broker's user enters.
+      statusSocket: resolve(base, raw.broker.status_socket ?? join(dirname(raw.broker.host_key), 'status.sock')),
       policyBundle: raw.broker.policy_bundle === undefined ? undefined : resolve(base, raw.broker.policy_bundle),
       policyVerificationKey: raw.broker.policy_verification_key === undefined ? undefined : resolve(base, raw.broker.policy_verification_key),
       toolstack,

@@ -170,6 +170,8 @@ export interface Config {
     auditLog: string;
     /** Where the daemon writes its pid while it serves (fencectl reload signals it); undefined: none. */
     pidFile: string | undefined;
+    /** The status socket fencectl status asks (0600 in a 0700 folder); default beside the host key. */
+    statusSocket: string;
     policyBundle: string | undefined;
     /** PEM public key: when set, the bundle must be signed by it (OPA's .signatures.json). */
     policyVerificationKey: string | undefined;
@@ -195,6 +197,7 @@ export interface RawConfig {
     host_key: string;
     audit_log: string;
     pid_file?: string;
+    status_socket?: string;
     policy_bundle?: string;
     policy_verification_key?: string;
     toolstack: ToolstackConfig;

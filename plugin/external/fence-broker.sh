@@ -44,10 +44,10 @@ PARAMETERS_XML='<parameters>
 <shortdesc lang="en">username</shortdesc>
 <longdesc lang="en">SSH user name (any; the broker identifies the node by its key)</longdesc>
 </parameter>
-<parameter name="identity_file" unique="0" required="1">
-<content type="string" />
+<parameter name="identity_file" unique="0" required="0">
+<content type="string" default="/etc/fence-broker/id_ed25519" />
 <shortdesc lang="en">identity_file</shortdesc>
-<longdesc lang="en">This node'\''s SSH private key, registered for it in the broker'\''s clusters.yaml</longdesc>
+<longdesc lang="en">This node'\''s SSH private key, registered for it in the broker'\''s clusters.yaml (fencectl keygen makes it)</longdesc>
 </parameter>
 <parameter name="host_key_fingerprint" unique="0" required="1">
 <content type="string" />
@@ -78,6 +78,7 @@ DEFAULT_IPPORT='2222'
 DEFAULT_USERNAME='fence'
 DEFAULT_BROKER_TIMEOUT='45'
 DEFAULT_LOGIN_TIMEOUT='5'
+DEFAULT_IDENTITY_FILE='/etc/fence-broker/id_ed25519'
 # END generated
 
 ME=fence-broker
@@ -258,8 +259,7 @@ name_problem "$USERNAME"
 [ -z "$WHY" ] || die "user \"$USERNAME\" is not a valid name"
 BROKER_S=$(seconds broker_timeout "${broker_timeout-$DEFAULT_BROKER_TIMEOUT}") || exit 1
 LOGIN_S=$(seconds login_timeout "${login_timeout-$DEFAULT_LOGIN_TIMEOUT}") || exit 1
-KEY=${identity_file-}
-[ -n "$KEY" ] || die 'missing option identity_file'
+KEY=${identity_file:-$DEFAULT_IDENTITY_FILE}
 [ -n "${host_key_fingerprint-}" ] || die 'missing option host_key_fingerprint'
 [ -n "${ip-}" ] || die 'missing option ip'
 # Not a position of Heartbeat's stonith_host (those are fixed): derived from identity_file.

@@ -38,12 +38,12 @@ export interface HeartbeatCluster {
   resourceOwner: string;
   /** The stonith_host line every node gets, with `{identity}` standing for its key's path. */
   stonithHost: string;
-  /** Node name → its private key file (copied into its /etc/ha.d, 0600). */
+  /** Node name → its private key file (copied to its /etc/fence-broker/id_ed25519, 0600: where keygen says it goes). */
   keys: Record<string, string>;
   /** The external plugin every node installs: the Node bundle (default) or the sh face, on nodes without Node.js. */
   face?: 'node' | 'sh';
-  /** Files for every node's /etc/ha.d (name → text), e.g. the sh face's known_hosts. */
-  haFiles?: Record<string, string>;
+  /** Files for every node's /etc/fence-broker, beside its key (name → text), e.g. the sh face's known_hosts. */
+  keyDirFiles?: Record<string, string>;
 }
 
 /** Heartbeat's configuration for one node (what docs/tenant/heartbeat.md shows). */
@@ -84,9 +84,12 @@ export async function startHeartbeatCluster(c: HeartbeatCluster, lab: Lab, resou
         ['#!/bin/sh', 'case "$1" in', `  start) echo "start $(uname -n)" >>${resourceLog}; touch /run/fbres ;;`, `  stop) echo "stop $(uname -n)" >>${resourceLog}; rm -f /run/fbres ;;`, '  status) if [ -e /run/fbres ]; then echo running; else echo stopped; fi ;;', 'esac', 'exit 0', ''].join('\n'),
       );
       chmodSync(join(had, 'resource.d', 'fbres'), 0o755);
-      copyFileSync(c.keys[name] as string, join(had, 'fence-broker.key'));
-      chmodSync(join(had, 'fence-broker.key'), 0o600);
-      for (const [file, text] of Object.entries(c.haFiles ?? {})) writeFileSync(join(had, file), text, { mode: 0o644 });
+      // The node's /etc/fence-broker (heartbeat-node.sh lays DIR/etc over /etc): the key where every fencectl command says it goes.
+      const keyDir = join(dir, 'etc', 'fence-broker');
+      mkdirSync(keyDir, { recursive: true, mode: 0o700 });
+      copyFileSync(c.keys[name] as string, join(keyDir, 'id_ed25519'));
+      chmodSync(join(keyDir, 'id_ed25519'), 0o600);
+      for (const [file, text] of Object.entries(c.keyDirFiles ?? {})) writeFileSync(join(keyDir, file), text, { mode: 0o644 });
       const sh = c.face === 'sh';
       const child: ResultPromise = execa(
         'ip',

@@ -7,8 +7,9 @@
 # daemonizes; being PID 1 of the namespace, this script takes every process of
 # the node with it when it is killed: that is how a test makes a node die.
 #   heartbeat-node.sh DIR NODENAME PLUGIN [no-node]
-# DIR holds ha.d/ (ha.cf, authkeys, haresources, resource.d/, the node's key),
-# laid over the packaged /etc/ha.d, and receives the logs. With no-node, this
+# DIR holds ha.d/ (ha.cf, authkeys, haresources, resource.d/), laid over the
+# packaged /etc/ha.d, and etc/ (etc/fence-broker/: the node's key), laid over
+# /etc; it receives the logs. With no-node, this
 # node has no Node.js: /dev/null is bound over the node binary (the sh face).
 set -euo pipefail
 dir=$1 node=$2 plugin=$3 hide=${4:-}
@@ -17,7 +18,8 @@ ip link set lo up
 for d in /var/lib/heartbeat /run /dev/shm /var/lib/pacemaker; do mount -t tmpfs tmpfs "$d"; done
 mkdir -p /var/lib/heartbeat/{ccm,crm,cores/hacluster,cores/root,cores/nobody} /run/heartbeat/{ccm,crm,dopd} /run/crm /run/lock
 chown -R hacluster:haclient /var/lib/heartbeat/ccm /var/lib/heartbeat/crm /run/heartbeat /run/crm
-mkdir -p "$dir/ha.d-work"
+mkdir -p "$dir/etc" "$dir/etc-work" "$dir/ha.d-work"
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$dir/etc,workdir=$dir/etc-work" /etc
 mount -t overlay overlay -o "lowerdir=/etc/ha.d,upperdir=$dir/ha.d,workdir=$dir/ha.d-work" /etc/ha.d
 up=$dir/ovl-external
 mkdir -p "$up/upper" "$up/work"

@@ -48,14 +48,14 @@ async function heartbeatCase(t: ExecutionContext, face: 'node' | 'sh', tags: [st
     const [stonithLine, knownHostsLine, ...more] = String(printed.stdout).split('\n').filter((l) => l && !l.startsWith('#'));
     t.deepEqual(more, []);
     const stonithHost = (stonithLine as string).replace(`${lab.host} 0 `, `${lab.host} ${d.port} `);
-    t.is(stonithHost, `stonith_host * external/fence-broker ${lab.host} ${d.port} fence /etc/ha.d/fence-broker.key ${d.fingerprint} 45 5`);
-    const haFiles: Record<string, string> = {};
+    t.is(stonithHost, `stonith_host * external/fence-broker ${lab.host} ${d.port} fence /etc/fence-broker/id_ed25519 ${d.fingerprint} 45 5`);
+    const keyDirFiles: Record<string, string> = {};
     if (face === 'sh') {
       t.regex(knownHostsLine ?? '', new RegExp(`^\\[${lab.host.replace(/\./g, '\\.')}\\]:0 ssh-ed25519 AAAA\\S+$`));
-      haFiles['fence-broker.key.known_hosts'] = `${knownHostsLine}\n`;
+      keyDirFiles['id_ed25519.known_hosts'] = `${knownHostsLine}\n`;
     } else t.is(knownHostsLine, undefined);
     const values = stonithHost.replace('stonith_host * external/fence-broker ', '');
-    nodes = await startHeartbeatCluster({ names: [a, b], resourceOwner: b, stonithHost, keys: { [a]: d.key(a), [b]: d.key(b) }, face, haFiles }, lab, resourceLog);
+    nodes = await startHeartbeatCluster({ names: [a, b], resourceOwner: b, stonithHost, keys: { [a]: d.key(a), [b]: d.key(b) }, face, keyDirFiles }, lab, resourceLog);
     const [nodeA, nodeB] = nodes as [HeartbeatNode, HeartbeatNode];
     const hbLogs = () => `\n--- ${a} ---\n${nodeA.log().slice(-3000)}\n--- ${b} ---\n${nodeB.log().slice(-3000)}`;
 

@@ -8,7 +8,8 @@ import { ConfigError } from '../../config/errors.js';
 import { locateIn } from '../../config/load.js';
 import type { Config } from '../../config/types.js';
 import type { Fencer } from '../../fencer.js';
-import { FenceVirtDoor } from './door.js';
+import { doorName, FenceVirtDoor } from './door.js';
+import type { DoorStatus } from '../../status.js';
 import { KeyProblem, loadKeyRing, type KeyEntry } from './keys.js';
 import { startFenceVirtTcp, type FenceVirtTcp } from './tcp.js';
 
@@ -27,11 +28,15 @@ export function loadFenceVirtKeys(config: Config): KeyEntry[] {
   }
 }
 
+const hostPort = (a: { host: string; port: number }): string => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);
+
 export interface RunningFenceVirt {
   door: FenceVirtDoor;
   tcp: FenceVirtTcp;
   /** What the ready line says. */
   describe(): Record<string, unknown>;
+  /** fencectl status: each transport, where it listens and its connections. */
+  report(): DoorStatus[];
   close(): Promise<void>;
 }
 
@@ -78,7 +83,8 @@ export async function startFenceVirt(o: {
   return {
     door,
     tcp,
-    describe: () => ({ tcp: tcp.addresses.map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)), keys: o.keys().length, hash: fv.hash, challenge_hash: fv.challengeHash }),
+    report: () => [{ door: doorName('tcp'), listen: tcp.addresses.map(hostPort).join(' '), connections: { open: tcp.counts().connections } }],
+    describe: () => ({ tcp: tcp.addresses.map(hostPort), keys: o.keys().length, hash: fv.hash, challenge_hash: fv.challengeHash }),
     close: async () => {
       await tcp.close();
       door.close();

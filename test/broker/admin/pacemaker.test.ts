@@ -224,10 +224,10 @@ test('example tenant blue (node names are domain names): cib, pcs and crm forms 
 });
 
 test('example tenant red (VM names differ from node names): cib, pcs and crm forms agree through the real tools', async (t) => {
-  const want = await threeForms(t, example(), 'red', 2, ['--identity-file', '/etc/ha.d/fence-broker.key']);
+  const want = await threeForms(t, example(), 'red', 2, ['--identity-file', '/srv/keys/red.key']);
   t.deepEqual(want.primitives.map((p) => [p.id, param(p, 'pcmk_host_map'), param(p, 'identity_file'), param(p, 'ip')]), [
-    ['fb-red-a', 'red-a:red-vm-a', '/etc/ha.d/fence-broker.key', '127.0.0.1:2222'],
-    ['fb-red-b', 'red-b:red-vm-b', '/etc/ha.d/fence-broker.key', '127.0.0.1:2222'],
+    ['fb-red-a', 'red-a:red-vm-a', '/srv/keys/red.key', '127.0.0.1:2222'],
+    ['fb-red-b', 'red-b:red-vm-b', '/srv/keys/red.key', '127.0.0.1:2222'],
   ]);
 });
 
@@ -305,7 +305,11 @@ anyTest('an unknown --format or an identity file that is no absolute path is a u
   const format = await fencectl(['pacemaker', '--cluster', 'blue', '--format', 'xml']);
   t.is(format.exitCode, 2);
   t.regex(String(format.stderr), /--format: "xml" is not one of cib, pcs, crm/);
-  t.regex(String(format.stderr), /fencectl pacemaker --cluster CLUSTER \[--format cib\|pcs\|crm\]/, 'the usage text shows the option');
+  t.is(String(format.stderr).trim().split('\n').at(-1), "Try 'fencectl pacemaker --help'.", 'the error, then one line pointing to --help; no usage dump');
+  t.is(String(format.stderr).trim().split('\n').length, 2);
+  const help = await fencectl(['pacemaker', '--help']);
+  t.is(help.exitCode, 0);
+  t.regex(String(help.stdout), /fencectl pacemaker \[--config FILE\] --cluster CLUSTER \[--format cib\|pcs\|crm\]/, 'the help shows the option');
   const relative = await fencectl(['pacemaker', '--cluster', 'blue', '--identity-file', 'id_ed25519']);
   t.is(relative.exitCode, 2);
   t.regex(String(relative.stderr), /--identity-file: "id_ed25519" is not an absolute path/);
