@@ -14,6 +14,8 @@ import type { Reason } from './policy/engine.js';
 export interface AuditRecord {
   event: 'request';
   request_id: string;
+  /** The door it came through: "ssh", "fence_virt/tcp", "fence_virt/multicast". */
+  door: string;
   peer: string;
   fingerprint: string;
   cluster: string | null;
@@ -37,7 +39,7 @@ export interface AuditRecord {
 }
 
 /** Written, and on disk, before a power action touches the toolstack. */
-export type IntentRecord = Pick<AuditRecord, 'request_id' | 'peer' | 'fingerprint' | 'cluster' | 'node' | 'action' | 'target' | 'policy'> & { event: 'intent' };
+export type IntentRecord = Pick<AuditRecord, 'request_id' | 'door' | 'peer' | 'fingerprint' | 'cluster' | 'node' | 'action' | 'target' | 'policy'> & { event: 'intent' };
 
 /** Something refused before a request existed (authentication, channel requests, limits). */
 export interface RefusalRecord {
@@ -55,6 +57,12 @@ export interface Audit {
   write(record: AuditRecord): void;
   /** Audits a refusal, at most one line per kind (and channel request) every 10 s; never throws (there is nobody to tell). */
   refusal(record: RefusalRecord): void;
+  /**
+   * A request a door ended before the broker saw it (fence_virt: malformed,
+   * unverified, replayed): one line each, never throttled (the door bounds
+   * how many it lets through); never throws.
+   */
+  refusedRequest(record: RefusalRecord): void;
   /** A daemon event (start, reload); throws when it cannot be written and flushed. */
   event(name: string, fields: Record<string, unknown>): void;
   /** Closes and reopens the file (logrotate moved it). Throws when it cannot. */
@@ -115,6 +123,13 @@ export function fileAudit(path: string, onError: (err: Error) => void = () => un
       lastRefusal.set(key, { at: now, suppressed: 0 });
       try {
         log.info(seen?.suppressed ? { ...record, suppressed_since_last: seen.suppressed } : record);
+      } catch (err) {
+        onError(new Error(`audit: cannot write a refusal line to ${path}`, { cause: err }));
+      }
+    },
+    refusedRequest(record) {
+      try {
+        log.info(record);
       } catch (err) {
         onError(new Error(`audit: cannot write a refusal line to ${path}`, { cause: err }));
       }

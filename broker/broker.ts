@@ -56,6 +56,21 @@ export interface BrokerDeps {
   /** Where errors nobody else will see go (the daemon log). */
   reportError?: (err: Error) => void;
   observer?: BrokerObserver;
+  /** Hears every request's outcome, as audited (the daemon's one log line per request). */
+  outcome?: (record: AuditRecord, door: string) => void;
+}
+
+/** A power action past its intent line and not yet answered (fencectl status). */
+export interface InFlight {
+  request_id: string;
+  door: string;
+  cluster: string | null;
+  node: string | null;
+  admin: string | null;
+  action: string;
+  target: string;
+  /** When the toolstack was asked (ISO). */
+  since: string;
 }
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
@@ -68,6 +83,8 @@ const reply = (base: { action: string; target: string; request_id: string }, cod
 export class Broker {
   /** Requests in progress per identity (key fingerprint). */
   private readonly inProgress = new Map<string, number>();
+  /** Power actions at the toolstack now, by request id. */
+  private readonly running = new Map<string, InFlight>();
 
   constructor(private readonly deps: BrokerDeps) {}
 
@@ -82,6 +99,11 @@ export class Broker {
     return { requests, maxOfOne };
   }
 
+  /** Power actions at the toolstack now, oldest first. */
+  inFlight(): InFlight[] {
+    return [...this.running.values()];
+  }
+
   async handle(who: Identity, peer: string, command: string, ctx: RequestContext = {}): Promise<Handled> {
     const t0 = performance.now();
     const engine = this.deps.policy();
@@ -94,6 +116,7 @@ export class Broker {
     const record: AuditRecord = {
       event: 'request',
       request_id: id,
+      door: ctx.door ?? 'unknown',
       peer,
       fingerprint: who.fingerprint,
       cluster: who.kind === 'node' ? who.cluster : null,
@@ -112,7 +135,7 @@ export class Broker {
     };
     let out: Handled;
     try {
-      out = await this.decideAndAct(who, command, engine, record, id, signal);
+      out = await this.decideAndAct(who, command, engine, record, id, signal, ctx.door ?? 'unknown');
     } catch (err) {
       record.decision = record.decision === 'allow' ? 'allow' : 'error';
       record.reasons.push(reason('internal_error', errorText(err)));
@@ -133,6 +156,7 @@ export class Broker {
       out.reply.message += `; WARNING: the audit log could not be written (${errorText(err)})`;
     }
     this.deps.observer?.request({ door: ctx.door ?? 'unknown', cluster: record.cluster, action: record.action, decision: record.decision, code: record.code, durationMs: record.duration_ms });
+    this.deps.outcome?.(record, ctx.door ?? 'unknown');
     return out;
   }
 
@@ -178,7 +202,7 @@ export class Broker {
     };
   }
 
-  private async decideAndAct(who: Identity, command: string, engine: PolicyEngine, record: AuditRecord, id: string, signal: AbortSignal): Promise<Handled> {
+  private async decideAndAct(who: Identity, command: string, engine: PolicyEngine, record: AuditRecord, id: string, signal: AbortSignal, door: string): Promise<Handled> {
     const parsed = parseRequest(command);
     if (!parsed.ok) {
       record.decision = 'malformed';
@@ -282,7 +306,7 @@ export class Broker {
     if (req.verb !== 'status') {
       try {
         this.deps.audit.intent({
-          event: 'intent', request_id: id, peer: record.peer, fingerprint: record.fingerprint, cluster: record.cluster,
+          event: 'intent', request_id: id, door: record.door, peer: record.peer, fingerprint: record.fingerprint, cluster: record.cluster,
           node: record.node, action: req.verb, target, policy: record.policy,
         });
       } catch (err) {
@@ -295,9 +319,11 @@ export class Broker {
       }
     }
     let result: FenceResult | undefined;
+    if (power) this.running.set(id, { request_id: id, door, cluster: record.cluster, node: record.node, admin: record.admin, action: req.verb, target, since: new Date().toISOString() });
     try {
       result = await this.deps.fencer.do(req.verb, target, { signal });
     } finally {
+      this.running.delete(id);
       if (claim) await this.finishClaim(claim, fenceEnd(result));
       done();
     }

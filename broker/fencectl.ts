@@ -33,6 +33,10 @@ import { FENCECTL, versionText } from './admin/commands.js';
 import { configWarnings, domainsWithoutNode, keyBlobsIn } from './admin/warnings.js';
 
 
+import { askStatus, formatStatus } from './admin/status.js';
+import { KEY_BYTES, keyPath, writeNodeKey } from './doors/fence-virt/keys.js';
+import { loadFenceVirtKeys } from './doors/fence-virt/index.js';
+
 const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : s + '\n');
 const err = (s: string): void => void process.stderr.write(s.endsWith('\n') ? s : s + '\n');
 
@@ -76,6 +80,8 @@ async function validated(config: Config): Promise<PolicyEngine | undefined> {
 async function check(args: string[]): Promise<number> {
   const v = options('check', args);
   const config = configFrom(v);
+  // The fence_virt keys, as the daemon reads them with the config (a problem is located at key_dir).
+  const fenceVirtKeys = loadFenceVirtKeys(config);
   const engine = await validated(config);
   if (!engine) return 1;
   // Warnings, located; the config is valid all the same, so the exit stays 0.
@@ -85,7 +91,7 @@ async function check(args: string[]): Promise<number> {
   const nodes = clusters.reduce((n, c) => n + Object.keys(c.nodes).length, 0);
   out(
     `${config.file}: ok: ${clusters.length} clusters, ${domains} domains, ${nodes} nodes, ` +
-      `${Object.keys(config.admins).length} admins; policy ${engine.revision} (wasm sha256 ${engine.sha256})`,
+      `${Object.keys(config.admins).length} admins${config.broker.fenceVirt ? `, ${fenceVirtKeys.length} fence_virt keys` : ''}; policy ${engine.revision} (wasm sha256 ${engine.sha256})`,
   );
   return 0;
 }
@@ -113,6 +119,7 @@ async function reload(args: string[]): Promise<number> {
   let config: Config;
   try {
     config = configFrom(v);
+    loadFenceVirtKeys(config);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     err(`${e.message}\nfencectl reload: ${String(v.config)} is not valid; the daemon was not signalled`);
@@ -361,7 +368,9 @@ async function keygen(args: string[]): Promise<number> {
   if (typeof v.cluster !== 'string' || typeof v.node !== 'string') throw new UsageError('--cluster and --node are required');
   const bad = nameProblem(v.cluster) ?? nameProblem(v.node);
   if (bad) throw new UsageError(bad);
+  if (v.force && !v['fence-virt']) throw new UsageError('--force is for --fence-virt keys (an SSH key file is never overwritten)');
   const config = configFrom(v);
+  if (v['fence-virt']) return keygenFenceVirt(config, v.cluster, v.node, v.force === true);
   const cluster = config.clusters[v.cluster];
   // Checked before anything is written, so a second run is never refused for the first one's files.
   const fingerprint = hostFingerprint(config);
@@ -384,6 +393,34 @@ async function keygen(args: string[]): Promise<number> {
   out(`      ${v.node}: { key: "${pair.public}"${domain && domain !== v.node ? `, domain: ${domain}` : ''} }${cluster && !domain && !cluster.domains.includes(v.node) ? `   # add domain: NAME if the node's domain is not called ${v.node}` : ''}`);
   out(`\nthen \`fencectl check\` and reload the broker (SIGHUP). On the node, install ${priv} as ${NODE_KEY_PATH} (0600) and use:`);
   out(`  ip=${address}\n  identity_file=${NODE_KEY_PATH}\n  host_key_fingerprint=${fingerprint}`);
+  return 0;
+}
+
+/** Where the stock clients read their key on the node (their -k default). */
+const FENCE_VIRT_NODE_KEY = '/etc/cluster/fence_xvm.key';
+
+/**
+ * A node's fence_virt key: KEY_BYTES random bytes at KEY_DIR/CLUSTER/NODE.key
+ * (0600, directories 0700). The node must be in the config (the key file is
+ * only read for configured nodes); an existing key is replaced only with
+ * --force. Prints what goes on the node and the command to test it.
+ */
+function keygenFenceVirt(config: Config, cluster: string, node: string, force: boolean): number {
+  const fv = config.broker.fenceVirt;
+  if (!fv) throw new UsageError(`broker.fence_virt is not in ${config.file}: add it (with key_dir) first`);
+  const n = config.clusters[cluster]?.nodes[node];
+  if (!n) throw new UsageError(`${cluster}/${node} is not a node of ${config.file}: add it under clusters.${cluster}.nodes first (a key file of an unknown node is never read)`);
+  if (!force && existsSync(keyPath(fv.keyDir, cluster, node))) throw new UsageError(`${keyPath(fv.keyDir, cluster, node)} exists; pass --force to replace it (the node's copy must then be replaced too)`);
+  const written = writeNodeKey(fv.keyDir, cluster, node, force);
+  out(`${written.replaced ? 'replaced' : 'wrote'} ${written.file} (${KEY_BYTES} random bytes, 0600; folders 0700): ${written.fingerprint}`);
+  out(`\nreload the broker (fencectl reload, or SIGHUP)${written.replaced ? ': the old key is refused from then on' : ''}. On node ${node}, install the key as ${FENCE_VIRT_NODE_KEY} (root, 0600), copied over a channel you trust, e.g.:`);
+  out(`  scp ${written.file} root@${node}:${FENCE_VIRT_NODE_KEY} && ssh root@${node} chmod 600 ${FENCE_VIRT_NODE_KEY}`);
+  const flags = `-k ${FENCE_VIRT_NODE_KEY} -c ${fv.hash} -C ${fv.challengeHash}`;
+  const tcp = fv.listen[0];
+  const client = tcp ? `fence_virt -T ${tcp.host === '0.0.0.0' || tcp.host === '::' ? 'THIS-HOST' : tcp.host} -p ${tcp.port}` : 'fence_xvm';
+  out('\nthen test it from the node: the domains it may act on, and its own domain\'s state:');
+  out(`  ${client} ${flags} -o list`);
+  out(`  ${client} ${flags} -H ${n.domain} -o status`);
   return 0;
 }
 
@@ -497,7 +534,16 @@ async function fingerprint(args: string[]): Promise<number> {
   return 0;
 }
 
-const handlers: Record<string, (args: string[]) => Promise<number>> = { check, reload, explain, 'diff-policy': diffPolicy, domains, fleet, keygen, fingerprint, heartbeat, pacemaker };
+/** status: what the running daemon says about itself (admin/status.ts); exit 1 when it does not answer. */
+async function status(args: string[]): Promise<number> {
+  const v = options('status', args);
+  const socket = str(v, 'socket');
+  const report = await askStatus(socket ?? configFrom(v).broker.statusSocket);
+  out(v.json ? JSON.stringify(report) : formatStatus(report));
+  return 0;
+}
+
+const handlers: Record<string, (args: string[]) => Promise<number>> = { check, reload, explain, 'diff-policy': diffPolicy, domains, fleet, keygen, fingerprint, heartbeat, pacemaker, status };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -4,6 +4,7 @@
 // and the policy (a bad reload keeps the running ones); SIGTERM/SIGINT stop it.
 import './heap.js'; // first: V8's heap policy, before anything allocates much
 import pino from 'pino';
+import pretty from 'pino-pretty';
 import { fileAudit, type Audit } from './audit.js';
 import { Broker } from './broker.js';
 import { configDigest, coordinationFor, startPublishing } from './coordination/index.js';
@@ -26,19 +27,32 @@ import type { Coordination } from './coordination/index.js';
 import { systemdNotifier } from './systemd.js';
 import { asksHelp, commandHelp, parseCommand, tryHelp, type CommandSpec } from './admin/cli.js';
 import { FENCE_BROKER, versionText } from './admin/commands.js';
+import { serveStatus, type StatusServer } from './status.js';
+import { requestLine } from './request-log.js';
+import { loadFenceVirtKeys, startFenceVirt } from './doors/fence-virt/index.js';
 
-// Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
-const log = pino({ base: { svc: 'fence-broker' } }, pino.destination({ dest: 2, sync: true }));
+/**
+ * The foreground log: JSON lines (journald, a collector) or plain text for a
+ * person (the default on a terminal); ISO times in both, as in the audit log.
+ * Synchronous: a line is on stderr before the next step, and none is lost if the process dies.
+ */
+const logger = (format: 'text' | 'json') =>
+  pino(
+    { base: { svc: 'fence-broker' }, timestamp: pino.stdTimeFunctions.isoTime },
+    format === 'text' ? pretty({ destination: 2, sync: true, colorize: false, translateTime: false, ignore: 'pid,hostname,svc', singleLine: true }) : pino.destination({ dest: 2, sync: true }),
+  );
+let log = logger('json');
 
 /** Where the daemon's memory is, MiB: for the ready line, so a large tenancy's cost is visible. */
 const memoryMiB = (): Record<string, number> =>
   Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, Math.round(v / 1048576)]));
 
-async function load(file: string): Promise<{ config: Config; engine: PolicyEngine; identities: IdentityIndex }> {
+async function load(file: string): Promise<{ config: Config; engine: PolicyEngine; identities: IdentityIndex; fenceVirtKeys: ReturnType<typeof loadFenceVirtKeys> }> {
   // In a worker: the parse's garbage leaves with it (config/isolated.ts).
   const config = await loadConfigIsolated(fileURLToPath(import.meta.url), file);
   const engine = await loadPolicy(config);
-  return { config, engine, identities: new IdentityIndex(config) };
+  // The fence_virt keys are re-read with the config: a key file removed is revoked by this reload.
+  return { config, engine, identities: new IdentityIndex(config), fenceVirtKeys: loadFenceVirtKeys(config) };
 }
 
 /**
@@ -108,6 +122,7 @@ async function main(): Promise<number> {
     return 0;
   }
   let configPath: string;
+  let logFormat: string | undefined;
   try {
     const values = parseCommand(table, args);
     if (values.version) {
@@ -115,14 +130,20 @@ async function main(): Promise<number> {
       return 0;
     }
     configPath = String(values.config);
+    logFormat = typeof values['log-format'] === 'string' ? values['log-format'] : undefined;
   } catch (e) {
     process.stderr.write(`fence-broker: ${(e as Error).message}\n${tryHelp('fence-broker')}\n`);
     return 2;
   }
+  log = logger((logFormat as 'text' | 'json' | undefined) ?? (process.stderr.isTTY ? 'text' : 'json'));
+  const startedAt = new Date();
   let state: Awaited<ReturnType<typeof load>>;
+  /** When the running config was loaded (start, or the last good reload), for fencectl status. */
+  let loadedAt = startedAt;
   let hostKey: ReturnType<typeof loadOrCreateHostKey>;
   try {
     state = await load(configPath);
+    loadedAt = new Date();
     hostKey = loadOrCreateHostKey(state.config.broker.hostKey);
   } catch (e) {
     const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : '';
@@ -191,6 +212,11 @@ async function main(): Promise<number> {
     maxQueuePerIdentity: config.broker.limits.maxQueuePerIdentity,
     reportError: (err) => log.error({ err }, err.message),
     observer: metrics?.broker,
+    // One line per request, naming it; the audit log stays the record.
+    outcome: (record, door) => {
+      const line = requestLine(record, door);
+      log.info(line.fields, line.message);
+    },
   });
   const door = await startFrontDoor({
     host: config.broker.listen.host,
@@ -202,7 +228,38 @@ async function main(): Promise<number> {
     refused: (r) => audit.refusal(r),
     log,
   });
+  let fenceVirt: Awaited<ReturnType<typeof startFenceVirt>>;
+  try {
+    fenceVirt = await startFenceVirt({ config, keys: () => state.fenceVirtKeys, broker, fencer, audit, log });
+  } catch (e) {
+    log.error({ err: e }, 'fence_virt door cannot start');
+    process.stderr.write(`fence-broker: refusing to start: ${(e as Error).message}\n`);
+    await door.close();
+    audit.event('stop', { pid: process.pid, error: (e as Error).message });
+    audit.close();
+    if (pidFile) removePidFile(pidFile);
+    return 2;
+  }
   metrics?.read({ policy: () => state.engine, inProgress: () => broker.inProgressCounts(), queues: () => fencer.queueDepths(), connections: () => door.counts() });
+  let status: StatusServer | undefined;
+  try {
+    status = await serveStatus(config.broker.statusSocket, {
+      startedAt,
+      config: () => ({ file: state.config.file, sha256: state.config.sha256, tenancy: configDigest(state.config), loadedAt }),
+      policy: () => ({ revision: state.engine.revision, sha256: state.engine.sha256 }),
+      hostKey: hostKey.fingerprint,
+      hostId: config.broker.hostId,
+      toolstack: toolstack.describe,
+      // Every door reports itself: where it listens, its connections by state.
+      doors: () => [door.report(), ...(fenceVirt?.report() ?? [])],
+      requestsInProgress: () => broker.inProgressCounts().requests,
+      inFlight: () => broker.inFlight(),
+      coordination,
+    }, (err) => log.error({ err }, err.message));
+  } catch (e) {
+    // A diagnostic, not worth refusing to fence over: said, and the daemon serves without it.
+    log.warn({ err: e }, `fencectl status will not answer: ${(e as Error).message}`);
+  }
   const auditReload = (fields: Record<string, unknown>): void => {
     metrics?.reloaded(fields.ok === true);
     try {
@@ -231,9 +288,10 @@ async function main(): Promise<number> {
         const restartOnly = JSON.stringify(settings(next.config)) !== JSON.stringify(settings(config));
         if (restartOnly) log.warn('broker settings changed; they take effect on restart (clusters, keys and policy are reloaded now)');
         state = next;
+        loadedAt = new Date();
         warnIfStale(next.config, next.engine.revision);
         // In the same tick as the swap: no request on a revoked key can start in between.
-        const revoked = door.revoke();
+        const revoked = door.revoke() + (fenceVirt?.door.revoke() ?? 0);
         const after = { config_sha256: next.config.sha256, policy: next.engine.revision, policy_sha256: next.engine.sha256 };
         auditReload({ ok: true, pid: process.pid, old: before, new: after, connections_closed: revoked, ...(restartOnly ? { broker_settings_need_restart: true } : {}) });
         log.info({ policy: next.engine.revision, connections_closed: revoked, memory_mib: memoryMiB() }, 'reloaded');
@@ -267,7 +325,7 @@ async function main(): Promise<number> {
   );
   warnIfStale(state.config, state.engine.revision);
   log.info(
-    { listen: `${config.broker.listen.host}:${door.port}`, memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
+    { listen: `${config.broker.listen.host}:${door.port}`, status_socket: status?.path ?? null, ...(fenceVirt ? { fence_virt: fenceVirt.describe() } : {}), memory_mib: memoryMiB(), host_key: hostKey.fingerprint, host_key_created: hostKey.created, toolstack: toolstack.describe, policy: state.engine.revision, audit_log: config.broker.auditLog, host_id: config.broker.hostId, coordination: coordination.describe },
     'fence-broker ready',
   );
   notify.ready(`serving on ${config.broker.listen.host}:${door.port}; policy ${state.engine.revision}`);
@@ -275,7 +333,9 @@ async function main(): Promise<number> {
   await stopping;
   const notified = notify.stopping();
   stopPublishing();
+  await status?.close();
   await door.close();
+  await fenceVirt?.close();
   await metrics?.close();
   toolstack.close?.();
   await coordination.close().catch((e: unknown) => log.warn({ err: e }, 'coordination: close failed'));

@@ -149,6 +149,10 @@ export class Metrics {
         this.safe(() => this.refusals.inc({ kind: r.kind }));
         audit.refusal(r);
       },
+      refusedRequest: (r) => {
+        this.safe(() => this.refusals.inc({ kind: r.kind }));
+        audit.refusedRequest(r);
+      },
       event: counted('event', (name, fields) => audit.event(name, fields)),
       reopen: counted('reopen', () => audit.reopen()),
       close: () => audit.close(),
@@ -179,6 +183,7 @@ export class Metrics {
       finish: (cl, fenced) => answered('finish', () => c.finish(cl, fenced)),
       publish: (info) => answered('publish', () => c.publish(info)),
       fleet: () => answered('fleet', () => c.fleet()),
+      snapshot: () => answered('snapshot', () => c.snapshot()),
       close: () => c.close(),
       // Not a store call: the audit log's replay at start (journal.ts), for local coordination.
       ...(c.restore ? { restore: c.restore.bind(c) } : {}),

@@ -23,13 +23,14 @@ import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const name = `fence-broker-${pkg.version}`;
-const releaseDir = join(root, 'dist', 'release');
+// RELEASE_DIR: elsewhere than dist/release (a test packaging while another does, in parallel).
+const releaseDir = process.env.RELEASE_DIR ? resolve(process.env.RELEASE_DIR) : join(root, 'dist', 'release');
 const out = join(releaseDir, name);
 const tarball = join(releaseDir, `${name}.tar.gz`);
 

@@ -61,6 +61,8 @@ export async function startDaemon(opts: {
   reuseKeys?: Record<string, string>;
   /** The address to listen on (default 127.0.0.1); the port is always 0, chosen by the kernel. */
   listenHost?: string;
+  /** More arguments of fence-broker (say, --log-format text). */
+  args?: string[];
 }): Promise<Daemon> {
   const dir = tempDir('fb-daemon-');
   const keyFile = (name: string) => join(dir, `key-${name}`);
@@ -101,10 +103,10 @@ export async function startDaemon(opts: {
   return launch(dir, opts);
 }
 
-async function launch(dir: string, opts: { auditLog?: string; env?: Record<string, string> }): Promise<Daemon> {
+async function launch(dir: string, opts: { auditLog?: string; env?: Record<string, string>; args?: string[] }): Promise<Daemon> {
   const keyFile = (name: string) => join(dir, `key-${name}`);
   const config = join(dir, 'clusters.yaml');
-  const child = execa('node', [projectPath('dist', 'broker', 'main.js'), '--config', config], { reject: false, buffer: false, stderr: 'pipe', ...(opts.env ? { env: opts.env } : {}) });
+  const child = execa('node', [projectPath('dist', 'broker', 'main.js'), '--config', config, ...(opts.args ?? [])], { reject: false, buffer: false, stderr: 'pipe', ...(opts.env ? { env: opts.env } : {}) });
   let log = '';
   const watchers = new Set<{ from: number; re: RegExp; hit: (line: string) => void }>();
   const scan = () => {

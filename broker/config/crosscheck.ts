@@ -2,7 +2,7 @@
 // one identity per key, node domains owned, names a toolstack would read as
 // something else, key strength, limits that contradict each other, the
 // listen address. Every problem located; then the Config is assembled.
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { BlockList, isIP } from 'node:net';
 import { reservedDomainProblem } from '../../common/names.js';
@@ -10,7 +10,7 @@ import { parsePublicKey, type PublicKey } from '../identity/keys.js';
 import type { Located } from './errors.js';
 import { ConfigError } from './errors.js';
 import { where, type Locator, type Path } from './locate.js';
-import { ALL_ACTIONS, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type MetricsListen, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
+import { ALL_ACTIONS, DEFAULT_FENCE_VIRT, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type FenceVirtConfig, type RawFenceVirt, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type MetricsListen, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
 
 /** The rules that span entries: one owner per domain, one identity per key, node domains owned. */
 export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Config, 'sha256'> {
@@ -82,6 +82,8 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Conf
   const metrics = raw.broker.metrics === undefined ? undefined : metricsListen(raw.broker.metrics.listen);
   if (typeof metrics === 'string') problems.push(loc.value(['broker', 'metrics', 'listen'], `broker.metrics.listen: ${metrics}`));
 
+  const fenceVirt = raw.broker.fence_virt === undefined ? undefined : fenceVirtOf(raw.broker.fence_virt, base, (i, m) => problems.push(loc.value(['broker', 'fence_virt', 'listen', i], m)));
+
   const limits = readLimits(raw.broker.limits ?? {});
   if (limits.maxUnauthenticated >= limits.maxConnections) {
     problems.push(
@@ -105,6 +107,8 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Conf
       hostKey: resolve(base, raw.broker.host_key),
       auditLog: resolve(base, raw.broker.audit_log),
       pidFile: raw.broker.pid_file === undefined ? undefined : resolve(base, raw.broker.pid_file),
+      // Beside the host key by default: a folder only the broker's user enters.
+      statusSocket: resolve(base, raw.broker.status_socket ?? join(dirname(raw.broker.host_key), 'status.sock')),
       policyBundle: raw.broker.policy_bundle === undefined ? undefined : resolve(base, raw.broker.policy_bundle),
       policyVerificationKey: raw.broker.policy_verification_key === undefined ? undefined : resolve(base, raw.broker.policy_verification_key),
       toolstack,
@@ -118,6 +122,7 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Conf
       hostId: raw.broker.host_id ?? hostname(),
       coordination: coordinationOf(raw.broker.coordination, base),
       metrics: metrics === undefined ? undefined : { listen: metrics },
+      fenceVirt,
     },
     clusters,
     admins,
@@ -146,6 +151,29 @@ function parseListen(listen: string): { host: string; port: number } | string {
   // Port 0: the kernel picks one, printed in the ready line (tests use it).
   if (!Number.isInteger(port) || port < 0 || port > 65535) return `port ${listen.slice(cut + 1)} is not in 0..65535`;
   return { host, port };
+}
+
+/** broker.fence_virt with its defaults; each listen entry that is no address literal is a located problem. */
+function fenceVirtOf(raw: RawFenceVirt, base: string, problem: (index: number, message: string) => void): FenceVirtConfig {
+  const D = DEFAULT_FENCE_VIRT;
+  const listen: FenceVirtConfig['listen'] = [];
+  (raw.listen ?? []).forEach((l, i) => {
+    const at = parseListen(l);
+    if (typeof at === 'string') problem(i, `broker.fence_virt.listen[${i}]: ${at}`);
+    else if (isIP(at.host) === 0) problem(i, `broker.fence_virt.listen[${i}]: ${at.host} is not an address literal (a name could resolve elsewhere)`);
+    else listen.push(at);
+  });
+  return {
+    listen,
+    keyDir: resolve(base, raw.key_dir),
+    hash: raw.hash ?? D.hash,
+    challengeHash: raw.challenge_hash ?? D.challengeHash,
+    readTimeoutMs: raw.read_timeout === undefined ? D.readTimeoutMs : raw.read_timeout * 1000,
+    maxConnections: raw.max_connections ?? D.maxConnections,
+    maxConnectionsPerSource: raw.max_connections_per_source ?? D.maxConnectionsPerSource,
+    unverifiedPerSource: raw.unverified_per_source ?? D.unverifiedPerSource,
+    unverifiedTotal: raw.unverified_total ?? D.unverifiedTotal,
+  };
 }
 
 const LOOPBACK = new BlockList();

@@ -53,6 +53,7 @@ export function trustedFiles(config: Config, defaultBundle: string): Trusted[] {
   ];
   if (b.policyVerificationKey) files.push({ path: b.policyVerificationKey, what: 'policy verification key', key: ['broker', 'policy_verification_key'], mayBeMissing: false });
   if (b.metrics && 'path' in b.metrics.listen) files.push({ path: b.metrics.listen.path, what: 'metrics socket', key: ['broker', 'metrics', 'listen'], mayBeMissing: true, socket: true });
+  files.push({ path: b.statusSocket, what: 'status socket', key: ['broker', 'status_socket'], mayBeMissing: true, socket: true });
   if (b.toolstack.type === 'sim') files.push({ path: b.toolstack.state, what: 'sim state', key: ['broker', 'toolstack', 'state'], mayBeMissing: true });
   return files;
 }

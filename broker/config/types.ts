@@ -109,6 +109,35 @@ export type CoordinationConfig =
 /** Where the Prometheus metrics are served: loopback TCP or a UNIX socket, never a guest-reachable address. */
 export type MetricsListen = { host: string; port: number } | { path: string };
 
+/** The fence_virt door (broker.fence_virt); undefined: off. */
+export interface FenceVirtConfig {
+  /** TCP listeners (address literals). */
+  listen: { host: string; port: number }[];
+  keyDir: string;
+  /** The weakest request hash accepted. */
+  hash: 'sha256' | 'sha512';
+  challengeHash: 'sha256' | 'sha512';
+  readTimeoutMs: number;
+  maxConnections: number;
+  maxConnectionsPerSource: number;
+  unverifiedPerSource: number;
+  unverifiedTotal: number;
+}
+
+export const DEFAULT_FENCE_VIRT = { hash: 'sha256', challengeHash: 'sha256', readTimeoutMs: 5_000, maxConnections: 128, maxConnectionsPerSource: 8, unverifiedPerSource: 20, unverifiedTotal: 500 } as const;
+
+export interface RawFenceVirt {
+  listen?: string[];
+  key_dir: string;
+  hash?: 'sha256' | 'sha512';
+  challenge_hash?: 'sha256' | 'sha512';
+  read_timeout?: number;
+  max_connections?: number;
+  max_connections_per_source?: number;
+  unverified_per_source?: number;
+  unverified_total?: number;
+}
+
 export interface AdminConfig {
   name: string;
   key: PublicKey;
@@ -125,6 +154,8 @@ export interface Config {
     auditLog: string;
     /** Where the daemon writes its pid while it serves (fencectl reload signals it); undefined: none. */
     pidFile: string | undefined;
+    /** The status socket fencectl status asks (0600 in a 0700 folder); default beside the host key. */
+    statusSocket: string;
     policyBundle: string | undefined;
     /** PEM public key: when set, the bundle must be signed by it (OPA's .signatures.json). */
     policyVerificationKey: string | undefined;
@@ -136,6 +167,8 @@ export interface Config {
     coordination: CoordinationConfig;
     /** The metrics endpoint; undefined: off (the default). */
     metrics: { listen: MetricsListen } | undefined;
+    /** The fence_virt door; undefined: off (the default). */
+    fenceVirt: FenceVirtConfig | undefined;
   };
   clusters: Record<string, ClusterConfig>;
   admins: Record<string, AdminConfig>;
@@ -148,6 +181,7 @@ export interface RawConfig {
     host_key: string;
     audit_log: string;
     pid_file?: string;
+    status_socket?: string;
     policy_bundle?: string;
     policy_verification_key?: string;
     toolstack: ToolstackConfig;
@@ -156,6 +190,7 @@ export interface RawConfig {
     host_id?: string;
     coordination?: { type: 'local' } | { type: 'etcd'; endpoints: string[]; prefix?: string; timeout?: number; tls?: { ca: string; cert?: string; key?: string } };
     metrics?: { listen: string };
+    fence_virt?: RawFenceVirt;
   };
   clusters: Record<
     string,

@@ -73,6 +73,27 @@ export interface Restorable {
   stormWindowMs: (cluster: string) => number | undefined;
 }
 
+/**
+ * What the store holds now, for `fencectl status` (read-only, never part of a
+ * decision): the race marks and, per cluster with a storm limit, the domains
+ * counted in its window.
+ */
+export interface CoordinationSnapshot {
+  marks: {
+    target: string;
+    /** CLUSTER/NODE that marked it: that node's own domain is not the loser; the target's node is. */
+    holder: string;
+    /** A power action on it is running now (local: counted here; etcd: not known, omitted). */
+    inflight?: number;
+    /** When the mark lapses, ms from now (local only: etcd's leases say it themselves). */
+    expiresInMs?: number;
+    requestId?: string;
+    hostId?: string;
+    at?: string;
+  }[];
+  storms: { cluster: string; domains: string[] }[];
+}
+
 export interface Coordination {
   /** For logs and the ready line. */
   readonly describe: string;
@@ -99,6 +120,8 @@ export interface Coordination {
   publish(info: HostInfo): Promise<void>;
   /** Every host that published, or only this one for local. */
   fleet(): Promise<HostInfo[]>;
+  /** The marks and storm counts as they stand (fencectl status); bounded like any store call. */
+  snapshot(): Promise<CoordinationSnapshot>;
   close(): Promise<void>;
 }
 

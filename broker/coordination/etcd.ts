@@ -33,7 +33,7 @@
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3, isRecoverableError, type ICompare, type IOptions, type IRequestOp, type ITxnResponse, type Namespace } from 'etcd3';
-import { CoordinationUnavailable, holderOf, type Claim, type ClaimOutcome, type Coordination, type FenceEnd, type HostInfo, type RaceFacts } from './coordination.js';
+import { CoordinationUnavailable, holderOf, type Claim, type ClaimOutcome, type Coordination, type CoordinationSnapshot, type FenceEnd, type HostInfo, type RaceFacts } from './coordination.js';
 
 export interface EtcdSettings {
   endpoints: string[];
@@ -371,6 +371,41 @@ export class EtcdCoordination implements Coordination {
       }
     }
     return hosts.sort((a, b) => a.host_id.localeCompare(b.host_id));
+  }
+
+  /**
+   * Every race mark and storm count under the prefix, in one read (a
+   * transaction of two ranges), for fencectl status. The whole fleet's, not
+   * only this host's: that is what every broker decides on.
+   */
+  async snapshot(): Promise<CoordinationSnapshot> {
+    const deadline = Date.now() + this.s.timeoutMs;
+    const race = this.key('race/');
+    const fences = this.key('fences/');
+    const r = await this.by('read the marks', deadline, () =>
+      this.retrying(deadline, (o) =>
+        this.client.kv.txn({ compare: [], success: [{ request_range: { key: race, range_end: prefixEnd(race) } }, { request_range: { key: fences, range_end: prefixEnd(fences), keys_only: true } }], failure: [] }, o),
+      ),
+    );
+    const [markKvs, fenceKvs] = r.responses.map((x) => x.response_range?.kvs ?? []);
+    const marks: CoordinationSnapshot['marks'] = (markKvs ?? []).map((kv) => {
+      // race/<domain>/<request id>@<host id>
+      const target = kv.key.subarray(race.length).toString().split('/')[0] ?? '?';
+      let v: Partial<MarkValue> = {};
+      try {
+        v = JSON.parse(kv.value.toString()) as MarkValue;
+      } catch {
+        // An unreadable mark still marks: shown with what its key says.
+      }
+      return { target, holder: v.holder ?? '?', ...(v.request_id ? { requestId: v.request_id } : {}), ...(v.host_id ? { hostId: v.host_id } : {}), ...(v.at ? { at: v.at } : {}) };
+    });
+    const byCluster = new Map<string, string[]>();
+    for (const kv of fenceKvs ?? []) {
+      const [cluster, domain] = kv.key.subarray(fences.length).toString().split('/');
+      if (!cluster || !domain) continue;
+      byCluster.set(cluster, [...(byCluster.get(cluster) ?? []), domain]);
+    }
+    return { marks: marks.sort((a, b) => a.target.localeCompare(b.target)), storms: [...byCluster].sort(([a], [b]) => a.localeCompare(b)).map(([cluster, domains]) => ({ cluster, domains: domains.sort() })) };
   }
 
   /** Leaves the fleet view at once if the store answers in time; its lease lapses otherwise. Never hangs. */

@@ -1,7 +1,7 @@
 // One host: the fence race and the storm count in this process (today's
 // behaviour, no dependency). Each step is synchronous, so two requests racing
 // to fence each other cannot both pass the claim.
-import { holderOf, type Claim, type ClaimOutcome, type Coordination, type FenceEnd, type HostInfo, type RaceFacts, type Restorable } from './coordination.js';
+import { holderOf, type Claim, type ClaimOutcome, type Coordination, type CoordinationSnapshot, type FenceEnd, type HostInfo, type RaceFacts, type Restorable } from './coordination.js';
 
 interface Mark {
   holder: string;
@@ -110,6 +110,29 @@ export class LocalCoordination implements Coordination {
 
   fleet(): Promise<HostInfo[]> {
     return Promise.resolve(this.self ? [this.self] : []);
+  }
+
+  snapshot(): Promise<CoordinationSnapshot> {
+    const now = performance.now();
+    const marks: CoordinationSnapshot['marks'] = [];
+    for (const target of [...this.marks.keys()].sort()) {
+      const m = this.live(target);
+      if (!m) continue;
+      marks.push({
+        target,
+        holder: m.holder,
+        inflight: m.inflight,
+        // In flight: held until the action ends, then the window runs.
+        ...(m.inflight === 0 && m.fencedAt !== undefined ? { expiresInMs: Math.max(0, Math.round(m.fencedAt + m.raceWindowMs - now)) } : {}),
+      });
+    }
+    const storms: CoordinationSnapshot['storms'] = [];
+    for (const cluster of [...this.fences.keys()].sort()) {
+      this.recent(cluster);
+      const domains = [...(this.fences.get(cluster)?.keys() ?? [])].sort();
+      if (domains.length) storms.push({ cluster, domains });
+    }
+    return Promise.resolve({ marks, storms });
   }
 
   close(): Promise<void> {

@@ -17,6 +17,7 @@ import type { Handled, RequestContext } from '../broker.js';
 import type { Identity, IdentityIndex } from '../identity/index.js';
 import { fingerprintOf, signatureProblem } from '../identity/keys.js';
 import { generateEd25519 } from '../identity/keygen.js';
+import type { DoorStatus } from '../status.js';
 
 export interface FrontDoorOptions {
   host: string;
@@ -68,6 +69,8 @@ export interface FrontDoor {
   revoke(): number;
   /** Connections by state, for tests, diagnostics and the metrics. */
   counts(): { unauthenticated: number; authenticated: number };
+  /** This door in fencectl status. */
+  report(): DoorStatus;
   close(): Promise<void>;
 }
 
@@ -80,7 +83,7 @@ export interface FrontDoor {
 export function loadOrCreateHostKey(path: string): { key: Buffer; fingerprint: string; created: boolean } {
   let created = false;
   if (!existsSync(path) && !isSymlink(path)) {
-    mkdirSync(dirname(path), { recursive: true });
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 }); // its folder is the broker's alone (the status socket lives there too)
     const pair = generateEd25519();
     const check = ssh2.utils.parseKey(pair.private);
     if (check instanceof Error || Array.isArray(check)) throw new Error(`generated host key does not parse: ${check instanceof Error ? check.message : 'several keys'}`);
@@ -135,7 +138,7 @@ const bump = (m: Map<string, number>, key: string, by: number): void => {
 
 export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
   const L = o.limits;
-  const refuse = (kind: string, peer: string, fields: Record<string, unknown> = {}) => o.refused({ event: 'refusal', kind, peer, ...fields });
+  const refuse = (kind: string, peer: string, fields: Record<string, unknown> = {}) => o.refused({ event: 'refusal', kind, door: DOOR, peer, ...fields });
   const conns = new Map<string, Conn>(); // by remote address:port
   const unauthBySource = new Map<string, number>();
   let unauthenticated = 0;
@@ -397,6 +400,16 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
           let authenticated = 0;
           for (const c of conns.values()) if (c.who) authenticated++;
           return { unauthenticated, authenticated };
+        },
+        report: () => {
+          let authenticated = 0;
+          let busy = 0;
+          for (const c of conns.values()) {
+            if (c.who) authenticated++;
+            if (c.running.size) busy++;
+          }
+          const host = o.host.includes(':') ? `[${o.host}]` : o.host;
+          return { door: DOOR, listen: `${host}:${addr.port}`, connections: { unauthenticated, authenticated, with_request_running: busy } };
         },
         close: () =>
           new Promise<void>((r) => {

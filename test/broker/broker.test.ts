@@ -36,6 +36,7 @@ async function setup(fail: { intent?: boolean; write?: boolean }) {
       lines.push(r);
     },
     refusal: () => undefined,
+    refusedRequest: () => undefined,
     event: () => undefined,
     reopen: () => undefined,
     close: () => undefined,

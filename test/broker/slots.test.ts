@@ -19,10 +19,14 @@ const TENANTS = {
   red: { domains: ['red-1'], nodes: { 'red-a': 'red-1' } },
 };
 
+/** When each socket closed (performance.now()), for deadlines timed from its connect. */
+const closedAt = new WeakMap<Socket, number>();
+
 /** A raw TCP socket from `from`; resolves once connected. */
 const tcp = (port: number, from = '127.0.0.1'): Promise<Socket> =>
   new Promise((resolve, reject) => {
     const s = connect({ port, host: '127.0.0.1', localAddress: from });
+    s.once('close', () => closedAt.set(s, performance.now()));
     s.once('connect', () => resolve(s));
     s.once('error', reject);
   });
@@ -46,14 +50,19 @@ test('the handshake deadline is absolute: a client trickling bytes is destroyed 
   // The bound firing is the point: 2 s.
   const d = await startDaemon({ clusters: TENANTS, extraBroker: ['  limits: { handshake_timeout: 2 }'] });
   try {
+    // Timed from before each connect: the daemon's deadline starts at its accept, which cannot be earlier,
+    // however late a busy machine delivers the client's own connect event.
+    const trickleStart = performance.now();
     const trickler = await tcp(d.port);
+    const silentStart = performance.now();
     const silent = await tcp(d.port);
     const ident = 'SSH-2.0-very-slow-client-that-never-finishes-its-identification-line';
     let sent = 0;
     const drip = setInterval(() => {
       if (!trickler.destroyed) trickler.write(ident[sent++ % ident.length] ?? 'x');
     }, 100);
-    const [trickleMs, silentMs] = await Promise.all([closeOf(trickler), closeOf(silent)]);
+    await Promise.all([closeOf(trickler), closeOf(silent)]);
+    const [trickleMs, silentMs] = [closedAt.get(trickler)! - trickleStart, closedAt.get(silent)! - silentStart];
     clearInterval(drip);
     t.log(`trickler (a byte every 100 ms, ${sent} sent) destroyed after ${Math.round(trickleMs)} ms; silent after ${Math.round(silentMs)} ms`);
     t.true(trickleMs >= 1_900, 'not before the deadline');

@@ -62,7 +62,8 @@ test('the example with its commented-out broker keys switched on still loads', (
   const on = text
     .replace(/^ {2}# (timeouts:|limits:)/gm, '  $1')
     .replace(/^ {2}# {3}(command|verify|fence_race|request|max_\w+|handshake_timeout|idle_timeout):/gm, '    $1:')
-    .replace(/^ {2}# (host_id|metrics):/gm, '  $1:')
+    .replace(/^ {2}# (host_id|metrics|fence_virt):/gm, '  $1:')
+    .replace(/^ {2}# {3}(listen|key_dir|hash|challenge_hash|read_timeout|unverified_\w+):/gm, '    $1:')
     .replace(/^ {4}# (allow_self_off|limits):/gm, '    $1:');
   const dir = tempDir('fb-example-');
   const file = join(dir, 'clusters.yaml');
@@ -72,4 +73,6 @@ test('the example with its commented-out broker keys switched on still loads', (
   t.is(config.broker.hostId, 'host-a');
   t.deepEqual(config.clusters.web?.limits, { fencesPerWindow: 1, windowMs: 600_000 });
   t.is(config.broker.pidFile, join(dir, 'fence-broker.pid'));
+  t.deepEqual(config.broker.fenceVirt?.listen, [{ host: '192.168.122.1', port: 1229 }]);
+  t.is(config.broker.fenceVirt?.unverifiedTotal, 500);
 });
