@@ -1,7 +1,7 @@
 // The SSH front door: public-key authentication only, each key one identity;
 // one exec command per channel, answered with one JSON line and an exit status.
 // No shell, no pty, no forwarding, no subsystems. Slots cannot be hoarded
-// (DESIGN.md §3.8): TCP is accepted here, before ssh2 sees a byte, so every
+// (docs/design.md §3.8): TCP is accepted here, before ssh2 sees a byte, so every
 // connection is counted from its first moment — unauthenticated ones overall
 // and per source address, authenticated ones per identity and per cluster —
 // and every timeout destroys the socket. Revocation is immediate (§3.9).
