@@ -380,6 +380,8 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
     tcp.once('error', reject);
     tcp.listen(o.port, o.host, () => {
       tcp.off('error', reject);
+      // A failed accept (EMFILE, ENOMEM) is logged, never an uncaught exception that ends every fence.
+      tcp.on('error', (err) => o.log.error({ err }, `ssh door: ${err.message}`));
       const addr = tcp.address() as { port: number };
       resolve({
         port: addr.port,
