@@ -1,5 +1,5 @@
 // BENCHMARKS.md from one run: the machine and versions, the targets of
-// DESIGN.md §9 / issue 12 with met or not, then each section's table (median
+// docs/design.md §9 / issue 12 with met or not, then each section's table (median
 // with min–max, ratio to the peer measured in the same run), the policy
 // figures, and the fleet-coordination section carried over from the
 // checked-in file (it has its own bench, `npm run bench:coordination`).
@@ -321,7 +321,7 @@ ${r.date}, ${s.quick ? 'quick' : 'full'} run, ${Math.round(r.durationS)} s in al
 
 ${table(['component', 'version'], m.versions.map(([k, v]) => [k, v]), ['---', '---'])}
 
-## Targets (DESIGN.md §9, issue 12)
+## Targets (docs/design.md §9, issue 12)
 
 ${table(['target', 'this run', 'met?'], targets(r), ['---', '---:', '---'])}
 

@@ -1,4 +1,4 @@
-// The audit step (DESIGN.md §3.5): one JSON line per request (accepted,
+// The audit step (docs/design.md §3.5): one JSON line per request (accepted,
 // denied, malformed), and before any power action an intent line with the
 // same request id, written and flushed to disk (fsync): no fence without a
 // record. pino formats; the writing is ours, synchronous and unbuffered, so a

@@ -12,7 +12,7 @@ import type { FenceResult, Fencer } from './fencer.js';
 import type { Identity } from './identity/index.js';
 import { reason, reasonText, type DecisionInput, type PolicyEngine, type Reason } from './policy/engine.js';
 
-/** The JSON line a client gets back (DESIGN.md §10, common/reply.ts). */
+/** The JSON line a client gets back (docs/design.md §10, common/reply.ts). */
 export type Reply = WireReply;
 
 export interface Handled {

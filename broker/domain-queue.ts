@@ -1,4 +1,4 @@
-// The order of toolstack work on one domain (DESIGN.md §3.7, §4). Fencing
+// The order of toolstack work on one domain (docs/design.md §3.7, §4). Fencing
 // cannot be starved:
 // - power actions (on, off, reset) of a domain run one at a time, in arrival
 //   order, and never wait behind reads: a power action waits at most for the

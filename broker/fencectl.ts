@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// fencectl: the host admin's and security reviewer's tool (DESIGN.md §10).
+// fencectl: the host admin's and security reviewer's tool (docs/design.md §10).
 // Its commands and options are the tables of admin/commands.ts, from which
 // parsing, --help and fencectl(8) are derived; `fencectl CMD --help` shows them.
 // Exit codes: 0 ok / allowed / no change, 1 invalid / denied / not reloaded /

@@ -1,4 +1,4 @@
-// The fencer: what "off", "on", "reset" and "status" mean (DESIGN.md §4), on
+// The fencer: what "off", "on", "reset" and "status" mean (docs/design.md §4), on
 // top of any Toolstack. Success is never taken from an exit status: after each
 // action the state is re-read until it is confirmed or a bounded time passes.
 // Power actions on one domain run one at a time and never behind reads; reads

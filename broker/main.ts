@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // fence-broker --config FILE: the host daemon. It refuses to start unless the
-// config and the policy are valid (DESIGN.md §3.2). SIGHUP reloads clusters.yaml
+// config and the policy are valid (docs/design.md §3.2). SIGHUP reloads clusters.yaml
 // and the policy (a bad reload keeps the running ones); SIGTERM/SIGINT stop it.
 import './heap.js'; // first: V8's heap policy, before anything allocates much
 import pino from 'pino';

@@ -170,15 +170,21 @@ export async function serveStatus(path: string, sources: StatusSources, onError:
   });
   server.maxConnections = STATUS_LIMITS.maxConnections;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new Error(`status socket: cannot listen on ${path}: ${err.message}`, { cause: err })));
+    const failed = (err: Error) => reject(new Error(`status socket: cannot listen on ${path}: ${err.message}`, { cause: err }));
+    server.once('error', failed);
     // Created 0600: no one else can connect before the chmod below makes it sure.
     const umask = process.umask(0o177);
     try {
-      server.listen(path, resolve);
+      server.listen(path, () => {
+        server.off('error', failed);
+        resolve();
+      });
     } finally {
       process.umask(umask);
     }
   });
+  // Later errors (a failed accept) are reported, never an uncaught exception that ends the daemon.
+  server.on('error', (err) => onError(new Error(`status socket: ${err.message}`, { cause: err })));
   chmodSync(path, 0o600);
   // The status socket alone must not keep a stopping daemon alive.
   server.unref();

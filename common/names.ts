@@ -1,4 +1,4 @@
-// The one name pattern of DESIGN.md §3: domains, clusters and nodes all pass it
+// The one name pattern of docs/design.md §3: domains, clusters and nodes all pass it
 // before they reach the policy, a toolstack argv or the guest plugin. A leading
 // letter or digit means no name can be read as a command-line option.
 export const NAME_PATTERN_SOURCE = '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$';

@@ -1,4 +1,4 @@
-// The request grammar of the broker's SSH exec channel (DESIGN.md §10), shared
+// The request grammar of the broker's SSH exec channel (docs/design.md §10), shared
 // by the broker (which parses what arrives) and the guest plugin (which builds
 // what it sends): `VERB [DOMAIN]`, printable ASCII, single line. The verbs
 // themselves are part of the wire contract (wire.ts).

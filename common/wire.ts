@@ -1,4 +1,4 @@
-// The wire contract of the broker's SSH exec channel (DESIGN.md §10), written
+// The wire contract of the broker's SSH exec channel (docs/design.md §10), written
 // once for both ends: the verbs a request may use, the reply (one JSON line on
 // stdout) with its codes and power states, and the channel's exit status. The
 // broker builds replies from it, the guest plugin checks them against it; the

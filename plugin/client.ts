@@ -66,7 +66,7 @@ export function checkClientOptions(o: ClientOptions): void {
 const isOneOf = <T extends string>(list: readonly T[], v: unknown): v is T => typeof v === 'string' && (list as readonly string[]).includes(v);
 
 /**
- * Checks a broker's reply against the request that was sent (DESIGN.md §3.6):
+ * Checks a broker's reply against the request that was sent (docs/design.md §3.6):
  * the wire contract's shape, the same action and target, a known state; names
  * of a list must match the name pattern (others are dropped with a warning).
  * Success also needs exit status 0. Returns the reply, or why it is not trusted.

@@ -1,5 +1,5 @@
 // What an action means when the cluster may live on several hosts, each with
-// its own broker (DESIGN.md §4, migration): every broker is asked, and a domain
+// its own broker (docs/design.md §4, migration): every broker is asked, and a domain
 // one host does not have is not thereby off. Both plugin faces call only this.
 import { checkRequest, type Request } from '../common/request.js';
 import { reservedDomainProblem } from '../common/names.js';

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # system-setup.sh [--dry-run]: installs and starts the real components the
-# tests and benches drive (DESIGN.md §8): libvirt + QEMU (started by hand: these
+# tests and benches drive (docs/design.md §8): libvirt + QEMU (started by hand: these
 # machines have no systemd or dbus), cluster-glue, pacemaker + corosync and
 # heartbeat (run in namespaces by test/cluster/), fence-agents, fence-virt,
 # OpenSSH, xmllint, pcs and crmsh, systemd (for systemd-analyze verify of the

@@ -39,14 +39,14 @@ test('the quick benchmark runs, cleans up and writes every section with figures'
   t.is(r.exitCode, 0, String(r.all).slice(-4000));
   const md = readFileSync(out, 'utf8');
 
-  for (const h of ['# Benchmarks', '## This run', '## Targets (DESIGN.md §9, issue 12)', '## End to end: one real QEMU domain', '### off', '### reboot', '### status', '## Fence storm', '## SSH front door', '## Policy decision', '## Fleet coordination']) {
+  for (const h of ['# Benchmarks', '## This run', '## Targets (docs/design.md §9, issue 12)', '## End to end: one real QEMU domain', '### off', '### reboot', '### status', '## Fence storm', '## SSH front door', '## Policy decision', '## Fleet coordination']) {
     t.true(md.includes(`\n${h}`) || md.startsWith(h), `missing heading ${h}`);
   }
   t.regex(section(md, '## This run'), /load average .*\d+\.\d\d/);
   for (const v of ['Node.js', 'libvirt', 'QEMU', 'fence-virt', 'fence-agents', 'OpenSSH']) t.is(rowsWithNumbers(section(md, '## This run'), new RegExp(`^${v}`)).length, 1, `no version of ${v}`);
   t.regex(section(md, '## This run'), /\| fence-broker \| [0-9a-f]{7,}/);
-  t.true(rowsWithNumbers(section(md, '## Targets (DESIGN.md §9, issue 12)'), /./).length >= 8, 'targets');
-  t.false(section(md, '## Targets (DESIGN.md §9, issue 12)').includes('not measured'), 'a target was not measured');
+  t.true(rowsWithNumbers(section(md, '## Targets (docs/design.md §9, issue 12)'), /./).length >= 8, 'targets');
+  t.false(section(md, '## Targets (docs/design.md §9, issue 12)').includes('not measured'), 'a target was not measured');
 
   for (const op of ['### off', '### reboot', '### status']) {
     const s = section(md, op);

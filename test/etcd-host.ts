@@ -1,4 +1,4 @@
-// A real etcd cluster for tests (DESIGN.md §8): three members from Debian's
+// A real etcd cluster for tests (docs/design.md §8): three members from Debian's
 // etcd-server on loopback. etcd needs its peer addresses before it starts, so
 // each cluster takes three addresses of its own in 127.0.0.0/8 (the standard
 // ports on each) instead of guessing free ports; an address in use only means

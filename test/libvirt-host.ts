@@ -1,4 +1,4 @@
-// Real libvirt + QEMU for tests (DESIGN.md §8): small TCG domains that boot
+// Real libvirt + QEMU for tests (docs/design.md §8): small TCG domains that boot
 // into firmware, defined per test and removed afterwards. scripts/setup.sh
 // (run by npm test) installs and starts libvirt when running as root.
 import { execa } from 'execa';

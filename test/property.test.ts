@@ -1,5 +1,5 @@
 // Property: for random valid tenancies and random requests, the wasm decision
-// allows exactly when an independent model of DESIGN.md's rules allows; in
+// allows exactly when an independent model of docs/design.md's rules allows; in
 // particular never for a target outside the requester's cluster. A sample is
 // also evaluated by OPA's own Go evaluator (`opa eval`), which must agree.
 import test from 'ava';
@@ -68,7 +68,7 @@ const requestArb = (t: Tenancy): fc.Arbitrary<DecisionInput> => {
     .map(({ requester, action, target, fenced }) => ({ requester, action, ...(target === undefined ? {} : { target }), requester_fenced: fenced }));
 };
 
-/** The rules of DESIGN.md §3–§4 and the foundation issue, stated independently of the Rego. */
+/** The rules of docs/design.md §3–§4 and the foundation issue, stated independently of the Rego. */
 function model(t: Tenancy, r: DecisionInput): { allow: boolean; domains?: string[] } {
   const listing = r.action === 'list' || r.action === 'gethosts';
   const targeted = (ACTIONS as readonly string[]).includes(r.action);

@@ -1,4 +1,4 @@
-// Strict files, like sshd's StrictModes (DESIGN.md §3.10): what the root
+// Strict files, like sshd's StrictModes (docs/design.md §3.10): what the root
 // daemon trusts — its config, the policy bundle and its verification key, the
 // host key, the audit log, the sim state — and every directory above them
 // must not be writable by group or others, nor owned by another non-root

@@ -1,4 +1,4 @@
-// What the brokers of a fleet must agree on (DESIGN.md §4), behind one small
+// What the brokers of a fleet must agree on (docs/design.md §4), behind one small
 // interface: the fence race (exactly one survivor, whichever broker each
 // request reaches) and the recent fences a storm limit counts. Two
 // implementations: local (one host, in process, the default) and etcd (a

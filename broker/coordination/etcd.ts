@@ -1,4 +1,4 @@
-// A fleet: the fence race and the storm count in etcd (DESIGN.md §4), so that
+// A fleet: the fence race and the storm count in etcd (docs/design.md §4), so that
 // every broker judges a race the same way. Keys, under the prefix:
 //   race/<domain>/<request id>@<host id>  a mark: one per claim, on that claim's own lease
 //   fences/<cluster>/<domain>             a fence counted for the cluster's storm window

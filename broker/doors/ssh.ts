@@ -1,7 +1,7 @@
 // The SSH front door: public-key authentication only, each key one identity;
 // one exec command per channel, answered with one JSON line and an exit status.
 // No shell, no pty, no forwarding, no subsystems. Slots cannot be hoarded
-// (DESIGN.md §3.8): TCP is accepted here, before ssh2 sees a byte, so every
+// (docs/design.md §3.8): TCP is accepted here, before ssh2 sees a byte, so every
 // connection is counted from its first moment — unauthenticated ones overall
 // and per source address, authenticated ones per identity and per cluster —
 // and every timeout destroys the socket. Revocation is immediate (§3.9).
@@ -380,6 +380,8 @@ export function startFrontDoor(o: FrontDoorOptions): Promise<FrontDoor> {
     tcp.once('error', reject);
     tcp.listen(o.port, o.host, () => {
       tcp.off('error', reject);
+      // A failed accept (EMFILE, ENOMEM) is logged, never an uncaught exception that ends every fence.
+      tcp.on('error', (err) => o.log.error({ err }, `ssh door: ${err.message}`));
       const addr = tcp.address() as { port: number };
       resolve({
         port: addr.port,

@@ -1,4 +1,4 @@
-// Identity from the transport (DESIGN.md §3.1): the SSH key a client proved it
+// Identity from the transport (docs/design.md §3.1): the SSH key a client proved it
 // holds maps to exactly one node or admin of clusters.yaml. Nothing the client
 // writes is consulted.
 import ssh2 from 'ssh2';

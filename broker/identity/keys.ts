@@ -1,4 +1,4 @@
-// SSH public keys: the only source of a requester's identity (DESIGN.md §3.1).
+// SSH public keys: the only source of a requester's identity (docs/design.md §3.1).
 import { createPublicKey } from 'node:crypto';
 import ssh2 from 'ssh2';
 import { fingerprintOf } from '../../common/fingerprint.js';

@@ -1,5 +1,5 @@
 // clusters.yaml → the policy's data document: a keyed index so that every
-// lookup in fencing.rego is O(1) whatever the number of domains (DESIGN.md §7).
+// lookup in fencing.rego is O(1) whatever the number of domains (docs/design.md §7).
 import type { Config } from '../config/load.js';
 
 export interface PolicyData {

@@ -1,4 +1,4 @@
-// No fence without a record (DESIGN.md §3.5), through the real daemon: an
+// No fence without a record (docs/design.md §3.5), through the real daemon: an
 // intent line on disk before any power action, a broker that will not start
 // or act when its audit log cannot take a line (a full tmpfs, mounted here:
 // root), logrotate's SIGHUP, refusals audited before a request exists.

@@ -1,4 +1,4 @@
-// Clusters spanning hosts (DESIGN.md §4): two real brokers on loopback, each
+// Clusters spanning hosts (docs/design.md §4): two real brokers on loopback, each
 // with its own simulated host (sim toolstack: host A runs every cluster's
 // node a, host B its node b), coordinated through a real 3-member etcd. The
 // guest plugin asks both brokers, as it does in production.

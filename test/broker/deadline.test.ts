@@ -1,4 +1,4 @@
-// A fence never runs late (DESIGN.md §3.7), through the real SSH front door: a
+// A fence never runs late (docs/design.md §3.7), through the real SSH front door: a
 // request whose requester disconnected, or whose deadline passed, while it
 // waited is dropped before it touches the toolstack, and its audit line says
 // so. The hypervisor is a TEST DOUBLE of virsh that records every call and can

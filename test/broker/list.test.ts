@@ -1,4 +1,4 @@
-// list / gethosts prove the device works (DESIGN.md §3.4): the broker answers
+// list / gethosts prove the device works (docs/design.md §3.4): the broker answers
 // them from the toolstack — the caller's domains this host really has, with
 // their states, in one request — and a hypervisor that does not answer fails
 // them, so the plugin's monitor fails too. Through the real daemon on the sim.

@@ -1,4 +1,4 @@
-// Revocation is immediate (DESIGN.md §3.9), through the real daemon: a reload
+// Revocation is immediate (docs/design.md §3.9), through the real daemon: a reload
 // (SIGHUP) that removes a key, or maps it to another node, closes every
 // connection authenticated with it, even one opened before the reload; other
 // tenants' connections stay up.

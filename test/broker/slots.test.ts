@@ -1,4 +1,4 @@
-// Connection slots cannot be hoarded (DESIGN.md §3.8), through the real
+// Connection slots cannot be hoarded (docs/design.md §3.8), through the real
 // daemon: an absolute handshake deadline, unauthenticated sockets bounded per
 // source and overall, authenticated ones per identity and per cluster, a
 // total, capped authentication attempts, idle connections destroyed. Other

@@ -1,4 +1,4 @@
-// Fencing cannot be starved (DESIGN.md §3.7), through the real SSH front door:
+// Fencing cannot be starved (docs/design.md §3.7), through the real SSH front door:
 // a node floods `status` of its own domain, then its peer fences it. The
 // hypervisor is a TEST DOUBLE of virsh whose every state read takes 1 s, so
 // 300 reads queued one after another would hold a fence for 300 s; shared

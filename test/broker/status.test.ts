@@ -80,7 +80,7 @@ test('status while a fence is in flight shows it, its race mark and storm count;
     if ('marks' in s.coordination) {
       t.deepEqual(s.coordination.marks, [{ target: 'blue-2', holder: 'blue/blue-1', inflight: 1 }]);
       t.deepEqual(s.coordination.storms, [{ cluster: 'blue', domains: ['blue-2'] }]);
-    }
+    } else t.fail(`no marks in the coordination part: ${JSON.stringify(s.coordination)}`);
 
     // The same, as a person reads it.
     t.is(text.exitCode, 0, String(text.stderr));

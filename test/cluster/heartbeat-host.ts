@@ -1,4 +1,4 @@
-// Real Heartbeat v1 nodes (crm no) for tests (DESIGN.md §8), each in its own
+// Real Heartbeat v1 nodes (crm no) for tests (docs/design.md §8), each in its own
 // network, PID, mount and UTS namespaces (test/cluster/heartbeat-node.sh) on a
 // test bridge (netns.ts). Killing a node's first process takes every process
 // of that node with it, as a crash would.

@@ -1,4 +1,4 @@
-// A private network for multi-node cluster tests (DESIGN.md §8): a bridge in
+// A private network for multi-node cluster tests (docs/design.md §8): a bridge in
 // the host's namespace with the host at .1 (where the broker listens), and one
 // network namespace per node, joined to it by a veth pair, at .11, .12, …
 // Nothing leaves the machine: the bridge has no uplink and no route out.

@@ -1,4 +1,4 @@
-// A real Pacemaker + corosync node for tests (DESIGN.md §8), in its own mount
+// A real Pacemaker + corosync node for tests (docs/design.md §8), in its own mount
 // and UTS namespaces (test/cluster/pacemaker-node.sh): its state, its hostname
 // and the fence agents it sees are its own, so it can run beside everything
 // else and vanishes with its processes. Pacemaker's tools run inside it

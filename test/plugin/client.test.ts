@@ -1,4 +1,4 @@
-// The plugin trusts nothing it cannot check (DESIGN.md §3.6): a HOSTILE BROKER
+// The plugin trusts nothing it cannot check (docs/design.md §3.6): a HOSTILE BROKER
 // (an ssh2 server in this process, a test double of the real one, with the
 // pinned host key) answers each request with a crafted reply; the plugin's own
 // code (plugin/fencing.ts run(), as both faces call it) must turn every

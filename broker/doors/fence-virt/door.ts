@@ -129,7 +129,9 @@ export function hostlistBody(domains: readonly string[], states: Record<string, 
   for (const d of domains) {
     const e = Buffer.alloc(HOST_STATE_SIZE);
     e.write(d.slice(0, MAX_DOMAIN_LENGTH - 1), 0, 'latin1');
-    e[2 * MAX_DOMAIN_LENGTH] = states?.[d] === 'on' ? HOST_STATE.on : HOST_STATE.off;
+    // Off only when the toolstack said off; anything else (paused, crashed, unknown) is no state, never off.
+    const state = states?.[d];
+    e[2 * MAX_DOMAIN_LENGTH] = state === 'on' ? HOST_STATE.on : state === 'off' ? HOST_STATE.off : HOST_STATE.none;
     parts.push(e);
   }
   parts.push(Buffer.alloc(HOST_STATE_SIZE));
@@ -146,6 +148,12 @@ interface Allowance {
 }
 
 export class FenceVirtDoor {
+  /**
+   * The broker's challenges now awaiting an answer (hex). A client challenge equal to one is refused:
+   * otherwise a replayer could hand the broker's challenge on one connection to the broker as its own
+   * on another, and use the broker's answer to pass (a reflection; fence_virtd serves one at a time).
+   */
+  private readonly outstanding = new Set<string>();
   /** Replay history: node/op/seqno/domain → when accepted. */
   private readonly history = new Map<string, number>();
   private readonly allowances = new Map<string, Allowance>();
@@ -205,8 +213,8 @@ export class FenceVirtDoor {
       return drop('fence_virt_replay', { ...named, why: `the same node, operation, seqno and domain were accepted ${Math.round(now - seen)} ms ago (window ${this.o.windowMs} ms)` });
     }
     this.history.set(key, now);
-    // Accepted: it no longer counts against the source (replays and refusals above still do).
-    this.refund(source.address);
+    // The allowance is refunded only when serve() sees the client answer the challenge: a replayed packet
+    // verifies too, but proves nothing.
     return { request: req, cluster: who.cluster, node: who.node, source, transport };
   }
 
@@ -250,15 +258,31 @@ export class FenceVirtDoor {
     try {
       // The client proves nothing yet; the broker proves it holds the key first, as fence_virtd does.
       const theirs = await readExactly(conn, HASH_FIELD, deadline);
+      if (this.outstanding.has(theirs.toString('hex'))) {
+        this.spend(a.source.address, door, performance.now());
+        this.o.audit({ event: 'refusal', kind: 'fence_virt_challenge_reflected', ...named, fingerprint: entry.identity.fingerprint, why: "the client's challenge is one the broker sent on another connection (a reflection attempt)" });
+        conn.destroy();
+        return;
+      }
       conn.write(challengeResponse(key, hash, theirs));
       const ours = newChallenge();
-      conn.write(ours);
-      const answer = await readExactly(conn, HASH_FIELD, deadline);
+      const tag = ours.toString('hex');
+      this.outstanding.add(tag);
+      let answer: Buffer;
+      try {
+        conn.write(ours);
+        answer = await readExactly(conn, HASH_FIELD, deadline);
+      } finally {
+        this.outstanding.delete(tag);
+      }
       if (!responseMatches(key, hash, ours, answer)) {
+        this.spend(a.source.address, door, performance.now());
         this.o.audit({ event: 'refusal', kind: 'fence_virt_challenge_failed', ...named, fingerprint: entry.identity.fingerprint, why: `the client's answer to the broker's ${hash} challenge does not match the key (a replayed packet, or the client uses another -C)` });
         conn.destroy();
         return;
       }
+      // Proven: this request no longer counts against its source, and the source is spared the total cap.
+      this.refund(a.source.address);
     } catch (err) {
       this.o.audit({ event: 'refusal', kind: 'fence_virt_challenge_failed', ...named, fingerprint: entry.identity.fingerprint, why: `challenge exchange: ${(err as Error).message}` });
       conn.destroy();

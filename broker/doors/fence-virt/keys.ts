@@ -1,6 +1,6 @@
 // The fence_virt keys: one random key per node, in root-only files outside
 // clusters.yaml, at <key_dir>/<cluster>/<node>.key. They are checked as the
-// host key is (DESIGN.md §3.10): a regular file (no symlink), readable by its
+// host key is (docs/design.md §3.10): a regular file (no symlink), readable by its
 // owner only, owned by root or the broker's user, in directories that are the
 // same (0700). A node without a file has no fence_virt identity. The ring is
 // rebuilt on every reload, so a key file removed is revoked at the reload.

@@ -131,6 +131,8 @@ export async function startFenceVirtTcp(o: FenceVirtTcpOptions): Promise<FenceVi
         // ipv6Only: "::" listens on IPv6 alone, so a second listener on 0.0.0.0 (same port) is possible.
         server.listen({ host: l.host, port: l.port, ipv6Only: l.host.includes(':') }, () => {
           server.off('error', reject);
+          // A failed accept (EMFILE, ENOMEM) is logged, never an uncaught exception that ends every fence.
+          server.on('error', (err) => o.log.error({ err }, `fence_virt/tcp: ${err.message}`));
           resolve();
         });
       });

@@ -37,7 +37,8 @@ export const FAMILY = { ipv4: 2, ipv6: 10 } as const;
 /** hostlist entries (host_state_t): domain[64] uuid[64] state pad; all zero ends the list. */
 export const HOST_STATE_SIZE = 130;
 /** The state a hostlist entry carries: the client prints "on" for 1 only (libvirt's running), off otherwise (libvirt's shut off). */
-export const HOST_STATE = { on: 1, off: 5 } as const;
+/** host_state_t's state: libvirt's domain states (0 no state, 1 running, 5 shut off). */
+export const HOST_STATE = { none: 0, on: 1, off: 5 } as const;
 
 export interface FenceVirtRequest {
   op: number;

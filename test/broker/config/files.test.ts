@@ -1,4 +1,4 @@
-// Strict files and keys (DESIGN.md §3.10), through the real `fencectl check`
+// Strict files and keys (docs/design.md §3.10), through the real `fencectl check`
 // and daemon: files the root daemon trusts, and the directories above them,
 // writable by group or others or owned by another user are refused, located;
 // a symlinked host key is refused; RSA signatures must be SHA-2, and the

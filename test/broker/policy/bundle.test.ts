@@ -1,5 +1,5 @@
 // The root daemon never builds policy, and a signed bundle is checked before
-// use (DESIGN.md §3.10): bundles signed by the real OPA (`opa build -b
+// use (docs/design.md §3.10): bundles signed by the real OPA (`opa build -b
 // --signing-key`), then tampered with, unsigned, or signed by another key, are
 // refused by `fencectl check` (located) and by the daemon. A copy of the
 // project whose Rego was edited shows the daemon loading the prebuilt bundle

@@ -1,12 +1,14 @@
-// The door's accounting without a transport: accept() alone (it never calls
-// the broker). Allowances per source and in total, the total sparing sources
-// that proved a key, the replay history and release(), the summary lines.
+// The door's accounting without a broker: accept(), and serve()'s challenges
+// over loopback where a source must prove a key (the broker is a stand-in).
+// Allowances per source and in total, the total sparing sources that proved
+// a key, the replay history and release(), the summary lines.
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import type { RefusalRecord } from '../../../../broker/audit.js';
-import { prepareKey } from '../../../../broker/doors/fence-virt/auth.js';
-import { FenceVirtDoor, type Source } from '../../../../broker/doors/fence-virt/door.js';
+import { connect, createServer, type Socket } from 'node:net';
+import { challengeResponse, newChallenge, prepareKey, responseMatches } from '../../../../broker/doors/fence-virt/auth.js';
+import { FenceVirtDoor, readExactly, type Source } from '../../../../broker/doors/fence-virt/door.js';
 import type { KeyEntry } from '../../../../broker/doors/fence-virt/keys.js';
 import { FAMILY, HASH, OP, encodeRequest } from '../../../../broker/doors/fence-virt/wire.js';
 
@@ -38,10 +40,39 @@ const packet = (key: Buffer, seqno = randomBytes(4).readUInt32LE(), domain = 'bl
   encodeRequest({ op: OP.off, hashtype: HASH.sha256, flags: 0, domain, address: Buffer.alloc(0), port: 0, family: FAMILY.ipv4, seqno, random: randomBytes(6) }, key);
 const src = (address: string): Source => ({ address, port: 40000, family: 'IPv4' });
 
-test('the total allowance bounds hashing across sources, and spares a source that proved a key', (t) => {
+/**
+ * A node proves its key as the client does: a request from `address`, then both challenges over a loopback
+ * connection (the source is the packet's, as the door is told). The door's broker stand-in then refuses.
+ */
+async function prove(d: FenceVirtDoor, key: Buffer, address: string): Promise<boolean> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const incoming = new Promise<Socket>((r) => server.once('connection', r));
+  const c = connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port });
+  c.on('error', () => undefined);
+  const conn = await incoming;
+  conn.on('error', () => undefined);
+  try {
+    const accepted = d.accept(packet(key), src(address), 'tcp');
+    if (!accepted) return false;
+    const serving = d.serve(accepted, conn);
+    const signal = AbortSignal.timeout(30_000);
+    const ours = newChallenge();
+    c.write(ours);
+    const proof = await readExactly(c, 64, signal);
+    c.write(challengeResponse(key, 'sha256', await readExactly(c, 64, signal)));
+    await serving;
+    return responseMatches(key, 'sha256', ours, proof);
+  } finally {
+    c.destroy();
+    server.close();
+  }
+}
+
+test('the total allowance bounds hashing across sources, and spares a source that proved a key', async (t) => {
   const { d, lines, key } = door({ total: 5 });
   const stranger = randomBytes(512);
-  t.truthy(d.accept(packet(key), src('10.0.0.1'), 'tcp'), 'a node proves its key');
+  t.true(await prove(d, key, '10.0.0.1'), 'a node proves its key (both challenges)');
   for (let i = 0; i < 20; i++) t.is(d.accept(packet(stranger), src(`10.1.0.${i}`), 'tcp'), undefined);
   t.is(lines.filter((l) => l.kind === 'fence_virt_unverified').length, 5, 'five hashed, fifteen dropped unread');
   t.truthy(d.accept(packet(key), src('10.0.0.1'), 'tcp'), 'the proven source still gets through');
@@ -88,9 +119,6 @@ test('hasDomain: requests without a domain are every broker\'s; a name off the p
 });
 
 test('a reload that takes a key away aborts its request in progress and closes the connection (serve over a real socket)', async (t) => {
-  const { createServer, connect } = await import('node:net');
-  const { challengeResponse, newChallenge, responseMatches } = await import('../../../../broker/doors/fence-virt/auth.js');
-  const { readExactly } = await import('../../../../broker/doors/fence-virt/door.js');
   const a = keyOf('blue-1');
   let keys: KeyEntry[] = [a.entry];
   let entered!: () => void;

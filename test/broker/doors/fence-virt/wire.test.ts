@@ -145,3 +145,8 @@ test('hostlist entries are host_state_t sized, state 1 for on', (t) => {
   t.is(b[1 + 128], 1);
   t.true(b.subarray(1 + HOST_STATE_SIZE).equals(Buffer.alloc(HOST_STATE_SIZE)));
 });
+
+test('hostlist says off only where the toolstack said off: paused, crashed or unknown is state 0, never 5', (t) => {
+  const b = hostlistBody(['a', 'b', 'c', 'd'], { a: 'on', b: 'off', c: 'paused' });
+  t.deepEqual([0, 1, 2, 3].map((i) => b[1 + i * HOST_STATE_SIZE + 128]), [1, 5, 0, 0]);
+});
