@@ -42,7 +42,7 @@ test('off when absent; defaults when present', (t) => {
   t.deepEqual(c.broker.fenceVirt, {
     listen: [{ host: '10.0.0.1', port: 1229 }, { host: 'fd00::1', port: 1229 }],
     keyDir: '/etc/fence-broker/fv', hash: 'sha256', challengeHash: 'sha256', readTimeoutMs: 5000,
-    maxConnections: 128, maxConnectionsPerSource: 8, unverifiedPerSource: 20, unverifiedTotal: 500,
+    maxConnections: 128, maxConnectionsPerSource: 8, unverifiedPerSource: 20, unverifiedTotal: 500, multicast: undefined,
   });
 });
 
