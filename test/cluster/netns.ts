@@ -68,6 +68,9 @@ export async function makeLab(count: number): Promise<Lab> {
       const address = `10.213.${n}.${10 + i}`;
       await must('netns', 'add', netns);
       nodes.push({ netns, address });
+      // A namespace deleted while a leaked process (a killed run's corosync) still lived in it keeps its veth
+      // pair; the bridge number is ours now, so such a link is stale.
+      await ip('link', 'del', `fbv${n}-${i}`);
       await must('link', 'add', `fbv${n}-${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns);
       await must('link', 'set', `fbv${n}-${i}`, 'master', bridge, 'up');
       await must('-n', netns, 'addr', 'add', `${address}/24`, 'dev', 'eth0');
