@@ -14,10 +14,13 @@ import type { Reason } from './policy/engine.js';
 export interface AuditRecord {
   event: 'request';
   request_id: string;
-  /** The door it came through: "ssh", "fence_virt/tcp", "fence_virt/multicast". */
+  /** The door it came through: "ssh", "fence_virt/tcp", "fence_virt/multicast", "fence_virt/serial". */
   door: string;
   peer: string;
   fingerprint: string;
+  /** fence_virt/serial: the channel socket the request came out of, and the domain it proves. */
+  channel?: string;
+  channel_domain?: string;
   cluster: string | null;
   node: string | null;
   admin: string | null;
@@ -39,7 +42,7 @@ export interface AuditRecord {
 }
 
 /** Written, and on disk, before a power action touches the toolstack. */
-export type IntentRecord = Pick<AuditRecord, 'request_id' | 'door' | 'peer' | 'fingerprint' | 'cluster' | 'node' | 'action' | 'target' | 'policy'> & { event: 'intent' };
+export type IntentRecord = Pick<AuditRecord, 'request_id' | 'door' | 'peer' | 'fingerprint' | 'channel' | 'channel_domain' | 'cluster' | 'node' | 'action' | 'target' | 'policy'> & { event: 'intent' };
 
 /** Something refused before a request existed (authentication, channel requests, limits). */
 export interface RefusalRecord {

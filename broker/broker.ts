@@ -27,6 +27,8 @@ export interface RequestContext {
   gone?: AbortSignal;
   /** Which door it came through ("ssh"); each door names itself, for the metrics. */
   door?: string;
+  /** The hypervisor channel that proved the identity (fence_virt/serial): named in the audit lines. */
+  channel?: { path: string; domain: string };
 }
 
 /** What a watcher (the metrics) hears about requests: no tenant secrets, only what an admin counts by. */
@@ -119,6 +121,7 @@ export class Broker {
       door: ctx.door ?? 'unknown',
       peer,
       fingerprint: who.fingerprint,
+      ...(ctx.channel ? { channel: ctx.channel.path, channel_domain: ctx.channel.domain } : {}),
       cluster: who.kind === 'node' ? who.cluster : null,
       node: who.kind === 'node' ? who.node : null,
       admin: who.kind === 'admin' ? who.admin : null,
@@ -306,7 +309,9 @@ export class Broker {
     if (req.verb !== 'status') {
       try {
         this.deps.audit.intent({
-          event: 'intent', request_id: id, door: record.door, peer: record.peer, fingerprint: record.fingerprint, cluster: record.cluster,
+          event: 'intent', request_id: id, door: record.door, peer: record.peer, fingerprint: record.fingerprint,
+          ...(record.channel === undefined ? {} : { channel: record.channel, channel_domain: record.channel_domain }),
+          cluster: record.cluster,
           node: record.node, action: req.verb, target, policy: record.policy,
         });
       } catch (err) {

@@ -408,10 +408,13 @@ const FENCE_VIRT_NODE_KEY = '/etc/cluster/fence_xvm.key';
 function keygenFenceVirt(config: Config, cluster: string, node: string, force: boolean): number {
   const fv = config.broker.fenceVirt;
   if (!fv) throw new UsageError(`broker.fence_virt is not in ${config.file}: add it (with key_dir) first`);
+  const keyDir = fv.keyDir;
+  // A door with channels alone has no keys: the channel proves the domain.
+  if (keyDir === undefined) throw new UsageError(`broker.fence_virt has no key_dir in ${config.file}: add one first (keys serve the TCP and multicast clients; a serial channel needs none)`);
   const n = config.clusters[cluster]?.nodes[node];
   if (!n) throw new UsageError(`${cluster}/${node} is not a node of ${config.file}: add it under clusters.${cluster}.nodes first (a key file of an unknown node is never read)`);
-  if (!force && existsSync(keyPath(fv.keyDir, cluster, node))) throw new UsageError(`${keyPath(fv.keyDir, cluster, node)} exists; pass --force to replace it (the node's copy must then be replaced too)`);
-  const written = writeNodeKey(fv.keyDir, cluster, node, force);
+  if (!force && existsSync(keyPath(keyDir, cluster, node))) throw new UsageError(`${keyPath(keyDir, cluster, node)} exists; pass --force to replace it (the node's copy must then be replaced too)`);
+  const written = writeNodeKey(keyDir, cluster, node, force);
   out(`${written.replaced ? 'replaced' : 'wrote'} ${written.file} (${KEY_BYTES} random bytes, 0600; folders 0700): ${written.fingerprint}`);
   out(`\nreload the broker (fencectl reload, or SIGHUP)${written.replaced ? ': the old key is refused from then on' : ''}. On node ${node}, install the key as ${FENCE_VIRT_NODE_KEY} (root, 0600), copied over a channel you trust, e.g.:`);
   out(`  scp ${written.file} root@${node}:${FENCE_VIRT_NODE_KEY} && ssh root@${node} chmod 600 ${FENCE_VIRT_NODE_KEY}`);

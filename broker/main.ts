@@ -232,7 +232,7 @@ async function main(): Promise<number> {
   let fenceVirt: Awaited<ReturnType<typeof startFenceVirt>>;
   let multicast: MulticastDoor | undefined;
   try {
-    fenceVirt = await startFenceVirt({ config, keys: () => state.fenceVirtKeys, broker, fencer, audit, log });
+    fenceVirt = await startFenceVirt({ config, keys: () => state.fenceVirtKeys, broker, fencer, audit, log, current: () => state.config });
     // fence_xvm's multicast listener shares the door (its keys, replay history and allowances) with TCP.
     const mc = config.broker.fenceVirt?.multicast;
     if (fenceVirt && mc) {
@@ -301,7 +301,8 @@ async function main(): Promise<number> {
     load(configPath)
       .then((next) => {
         // The policy bundle and its key are reloaded; every other broker setting needs a restart.
-        const settings = (c: Config) => ({ ...c.broker, policyBundle: undefined, policyVerificationKey: undefined });
+        // fence_virt's channels are reloaded too (their discovery restarts).
+        const settings = (c: Config) => ({ ...c.broker, policyBundle: undefined, policyVerificationKey: undefined, fenceVirt: c.broker.fenceVirt && { ...c.broker.fenceVirt, channels: undefined } });
         const restartOnly = JSON.stringify(settings(next.config)) !== JSON.stringify(settings(config));
         if (restartOnly) log.warn('broker settings changed; they take effect on restart (clusters, keys and policy are reloaded now)');
         state = next;
@@ -309,6 +310,7 @@ async function main(): Promise<number> {
         warnIfStale(next.config, next.engine.revision);
         // In the same tick as the swap: no request on a revoked key can start in between.
         const revoked = door.revoke() + (fenceVirt?.door.revoke() ?? 0);
+        fenceVirt?.reload(next.config).catch((e: unknown) => log.error({ err: e }, `fence_virt/serial: channels not restarted after the reload: ${(e as Error).message}`));
         const after = { config_sha256: next.config.sha256, policy: next.engine.revision, policy_sha256: next.engine.sha256 };
         auditReload({ ok: true, pid: process.pid, old: before, new: after, connections_closed: revoked, ...(restartOnly ? { broker_settings_need_restart: true } : {}) });
         log.info({ policy: next.engine.revision, connections_closed: revoked, memory_mib: memoryMiB() }, 'reloaded');

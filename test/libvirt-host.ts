@@ -19,13 +19,13 @@ let counter = 0;
 /** A unique domain name for this test process. */
 export const domainName = (tag: string): string => `fbt-${process.pid}-${tag}-${++counter}`;
 
-const xml = (name: string): string => `<domain type='qemu'>
+const xml = (name: string, devices = ''): string => `<domain type='qemu'>
   <name>${name}</name>
   <memory unit='MiB'>32</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
   <on_poweroff>destroy</on_poweroff>
-  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>${devices}</devices>
 </domain>`;
 
 export const virsh = (...args: string[]) => execa('virsh', ['-c', URI, ...args], { reject: false, env: { LC_ALL: 'C' } });
@@ -44,12 +44,15 @@ export async function sweepStale(): Promise<void> {
   }
 }
 
-/** Defines (and by default starts) a domain; `track` learns its name before it starts. */
-export async function createDomain(tag: string, start = true, track: (name: string) => void = () => undefined): Promise<string> {
+/**
+ * Defines (and by default starts) a domain; `track` learns its name before it
+ * starts. `devices`: more XML inside <devices> (say, serial sockets), given the name.
+ */
+export async function createDomain(tag: string, start = true, track: (name: string) => void = () => undefined, devices: (name: string) => string = () => ''): Promise<string> {
   const name = domainName(tag);
   track(name);
   const file = join(tempDir('fb-dom-'), `${name}.xml`);
-  writeFileSync(file, xml(name));
+  writeFileSync(file, xml(name, devices(name)));
   const r = await virsh('define', file);
   if (r.exitCode !== 0) throw new Error(`virsh define ${name}: ${r.stderr}`);
   if (start) {

@@ -10,7 +10,7 @@ import { parsePublicKey, type PublicKey } from '../identity/keys.js';
 import type { Located } from './errors.js';
 import { ConfigError } from './errors.js';
 import { where, type Locator, type Path } from './locate.js';
-import { ALL_ACTIONS, DEFAULT_FENCE_VIRT, DEFAULT_FENCE_VIRT_MULTICAST, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type FenceVirtConfig, type RawFenceVirt, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type MetricsListen, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
+import { ALL_ACTIONS, DEFAULT_FENCE_VIRT, DEFAULT_FENCE_VIRT_CHANNELS, DEFAULT_FENCE_VIRT_MULTICAST, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type FenceVirtConfig, type RawFenceVirt, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type MetricsListen, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
 
 /** The rules that span entries: one owner per domain, one identity per key, node domains owned. */
 export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Config, 'sha256'> {
@@ -87,6 +87,17 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Conf
     if (p) problems.push(loc.value(['broker', 'fence_virt', 'multicast', 'groups', i], `broker.fence_virt.multicast.groups[${i}]: ${p}`));
   });
   const fenceVirt = raw.broker.fence_virt === undefined ? undefined : fenceVirtOf(raw.broker.fence_virt, base, (i, m) => problems.push(loc.value(['broker', 'fence_virt', 'listen', i], m)));
+  const fv = raw.broker.fence_virt;
+  // The TCP and multicast clients prove a key; a channel proves its domain, so channels alone need none.
+  if (fv && fv.key_dir === undefined && ((fv.listen ?? []).length > 0 || fv.multicast !== undefined)) {
+    problems.push(loc.key(['broker'], 'fence_virt', `broker.fence_virt: key_dir is required with ${(fv.listen ?? []).length > 0 ? 'listen' : 'multicast'} (those clients prove a node's key); only a door with channels alone needs no keys`));
+  }
+  // Channels are found in libvirt's domain XML: xl and sim have none.
+  if (fv?.channels && raw.broker.toolstack.type !== 'virsh') {
+    problems.push(
+      loc.key(['broker', 'fence_virt'], 'channels', `broker.fence_virt.channels: the channels are found in libvirt's domain XML, so they need toolstack type virsh (qemu:///system; Xen through libvirt's xen:///system); toolstack ${raw.broker.toolstack.type} has no domain XML`),
+    );
+  }
 
   const limits = readLimits(raw.broker.limits ?? {});
   if (limits.maxUnauthenticated >= limits.maxConnections) {
@@ -169,7 +180,7 @@ function fenceVirtOf(raw: RawFenceVirt, base: string, problem: (index: number, m
   });
   return {
     listen,
-    keyDir: resolve(base, raw.key_dir),
+    keyDir: raw.key_dir === undefined ? undefined : resolve(base, raw.key_dir),
     hash: raw.hash ?? D.hash,
     challengeHash: raw.challenge_hash ?? D.challengeHash,
     readTimeoutMs: raw.read_timeout === undefined ? D.readTimeoutMs : raw.read_timeout * 1000,
@@ -178,6 +189,20 @@ function fenceVirtOf(raw: RawFenceVirt, base: string, problem: (index: number, m
     unverifiedPerSource: raw.unverified_per_source ?? D.unverifiedPerSource,
     unverifiedTotal: raw.unverified_total ?? D.unverifiedTotal,
     multicast: raw.multicast === undefined ? undefined : multicastOf(raw.multicast),
+    channels: raw.channels === undefined ? undefined : channelsOf(raw.channels),
+  };
+}
+
+/** broker.fence_virt.channels with its defaults (the schema has checked the values; dir is absolute). */
+function channelsOf(raw: NonNullable<RawFenceVirt['channels']>): NonNullable<FenceVirtConfig['channels']> {
+  const D = DEFAULT_FENCE_VIRT_CHANNELS;
+  return {
+    // Normalised (no trailing slash, no ..): discovery compares a socket's folder with it exactly.
+    dir: resolve(raw.dir),
+    mode: raw.mode ?? D.mode,
+    rescanMs: raw.rescan === undefined ? D.rescanMs : raw.rescan * 1000,
+    requestsPerSecond: raw.requests_per_second ?? D.requestsPerSecond,
+    burst: D.burst,
   };
 }
 

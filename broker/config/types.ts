@@ -113,7 +113,8 @@ export type MetricsListen = { host: string; port: number } | { path: string };
 export interface FenceVirtConfig {
   /** TCP listeners (address literals). */
   listen: { host: string; port: number }[];
-  keyDir: string;
+  /** Required with listen or multicast (crosscheck); undefined: a door with channels alone, no keys. */
+  keyDir: string | undefined;
   /** The weakest request hash accepted. */
   hash: 'sha256' | 'sha512';
   challengeHash: 'sha256' | 'sha512';
@@ -124,7 +125,24 @@ export interface FenceVirtConfig {
   unverifiedTotal: number;
   /** fence_xvm's multicast listener (broker.fence_virt.multicast); undefined: off. */
   multicast: FenceVirtMulticastConfig | undefined;
+  /** The serial channel door (broker.fence_virt.channels); undefined: off. */
+  channels: FenceVirtChannelsConfig | undefined;
 }
+
+/** Where the domains' channel sockets are, and how they are found (libvirt's domain XML). */
+export interface FenceVirtChannelsConfig {
+  /** Absolute, normalised: a socket counts only directly inside it. */
+  dir: string;
+  /** serial: <serial type='unix'>; vmchannel: <channel type='unix'>. */
+  mode: 'serial' | 'vmchannel';
+  /** Between full re-lists of the running domains, besides libvirt's events, ms. */
+  rescanMs: number;
+  /** Per channel; beyond it (after a burst of `burst`) a request is dropped and counted. */
+  requestsPerSecond: number;
+  burst: number;
+}
+
+export const DEFAULT_FENCE_VIRT_CHANNELS = { mode: 'serial', rescanMs: 5_000, requestsPerSecond: 2, burst: 5 } as const;
 
 export interface FenceVirtMulticastConfig {
   /** Groups joined (fence_xvm's -a): 225.0.0.12 and ff05::3:1 by default. */
@@ -143,7 +161,7 @@ export const DEFAULT_FENCE_VIRT = { hash: 'sha256', challengeHash: 'sha256', rea
 
 export interface RawFenceVirt {
   listen?: string[];
-  key_dir: string;
+  key_dir?: string;
   hash?: 'sha256' | 'sha512';
   challenge_hash?: 'sha256' | 'sha512';
   read_timeout?: number;
@@ -152,6 +170,7 @@ export interface RawFenceVirt {
   unverified_per_source?: number;
   unverified_total?: number;
   multicast?: { groups?: string[]; port?: number; interface?: string; max_callbacks?: number; connect_timeout?: number };
+  channels?: { dir: string; mode?: 'serial' | 'vmchannel'; rescan?: number; requests_per_second?: number };
 }
 
 export interface AdminConfig {

@@ -1,10 +1,12 @@
 // The fence_virt door, transport-independent (TCP here in tcp.ts, multicast in
-// multicast.ts): it turns a fence_virtd request into the broker's one
-// Broker.handle call. Identity is the node whose key verifies the request's
-// hash; nothing else in the packet names the requester. Every request leaves
-// exactly one audit line naming its door: Broker.handle's for those that get
-// that far, the door's own for those it ends (malformed, weak hash, no key
-// verifies, replay, UUID flag, a failed challenge). Requests no key verifies
+// multicast.ts, serial channels in serial.ts): it turns a fence_virtd request
+// into the broker's one Broker.handle call. Identity is the node whose key
+// verifies the request's hash, or for a channel the node whose domain the
+// channel belongs to; nothing else in the packet names the requester. Every
+// request leaves exactly one audit line naming its door: Broker.handle's for
+// those that get that far, the door's own for those it ends (malformed, weak
+// hash, no key verifies, replay, UUID flag, a failed challenge, a channel no
+// node owns). Requests no key verifies
 // cost bounded CPU: each source, and all sources together, get an allowance of
 // them per window; beyond it a packet is dropped before any hashing and
 // counted in one summary line per source and window.
@@ -16,7 +18,8 @@ import type { Identity } from '../../identity/index.js';
 import { nameProblem } from '../../../common/names.js';
 import { challengeResponse, findSigner, newChallenge, responseMatches, type StrongHash } from './auth.js';
 import type { KeyEntry } from './keys.js';
-import { HASH, HASH_FIELD, HASH_NAMES, HOST_STATE, HOST_STATE_SIZE, MAX_DOMAIN_LENGTH, OP, OP_NAMES, RESP, RF_UUID, WireError, decodeRequest, type FenceVirtRequest } from './wire.js';
+import { HASH, HASH_FIELD, HASH_NAMES, MAX_DOMAIN_LENGTH, OP_NAMES, RESP, RF_UUID, WireError, decodeRequest, hostlistBody, type FenceVirtRequest } from './wire.js';
+import { encodeSerialHostlist, encodeSerialResponse, type SerialRequest } from './serial-wire.js';
 
 export interface Source {
   address: string;
@@ -52,8 +55,33 @@ export interface FenceVirtDoorOptions {
   unverifiedTotal: number;
   /** The replay history's and the allowance's window, ms (fence_virtd's history: 10 s). */
   windowMs: number;
+  /**
+   * The node a channel's domain belongs to (the serial door), from the current
+   * config; `why` when none does (no node's domain, or two nodes name it).
+   */
+  channelOwner?: (domain: string) => ChannelNode | { why: string };
   log: Logger;
 }
+
+type NodeIdentity = Extract<Identity, { kind: 'node' }>;
+/** A channel's owner: the node whose domain the channel belongs to. */
+export interface ChannelNode {
+  identity: NodeIdentity;
+}
+
+/** A request that came out of a domain's channel socket: the hypervisor proves the domain. */
+export interface ChannelRequest {
+  /** The socket path (from the domain's XML, inside the channels dir). */
+  channel: string;
+  /** The domain whose XML binds that socket: the identity. */
+  domain: string;
+  request: SerialRequest;
+}
+
+/** The door name of the serial channel door. */
+export const SERIAL_DOOR = 'fence_virt/serial';
+/** The peer a channel request's audit lines name. */
+export const channelPeer = (domain: string): string => `channel:${domain}`;
 
 /** The broker's verb for each fence_virt operation. */
 const VERB: Record<string, string> = { null: 'gethosts', devstatus: 'gethosts', hostlist: 'list', off: 'off', reboot: 'reset', on: 'on', status: 'status' };
@@ -123,20 +151,8 @@ export function replyByte(op: string, h: Handled): number {
   return RESP.success;
 }
 
-/** hostlist's body: RESP_HOSTLIST, one host_state_t per domain, an all-zero terminator (then the reply byte). */
-export function hostlistBody(domains: readonly string[], states: Record<string, string> | undefined): Buffer {
-  const parts = [Buffer.from([RESP.hostlist])];
-  for (const d of domains) {
-    const e = Buffer.alloc(HOST_STATE_SIZE);
-    e.write(d.slice(0, MAX_DOMAIN_LENGTH - 1), 0, 'latin1');
-    // Off only when the toolstack said off; anything else (paused, crashed, unknown) is no state, never off.
-    const state = states?.[d];
-    e[2 * MAX_DOMAIN_LENGTH] = state === 'on' ? HOST_STATE.on : state === 'off' ? HOST_STATE.off : HOST_STATE.none;
-    parts.push(e);
-  }
-  parts.push(Buffer.alloc(HOST_STATE_SIZE));
-  return Buffer.concat(parts);
-}
+// hostlistBody lives with the wire (the serial door writes it too); exported here as before.
+export { hostlistBody } from './wire.js';
 
 interface Allowance {
   windowStart: number;
@@ -161,6 +177,8 @@ export class FenceVirtDoor {
   private readonly proven = new Map<string, number>();
   /** Requests inside Broker.handle: revoke() aborts those whose key a reload took away. */
   private readonly running = new Set<{ fingerprint: string; cluster: string; node: string; gone: AbortController; conn: Duplex }>();
+  /** Channel requests inside Broker.handle: revoke() aborts those whose domain a reload gave to no node or another. */
+  private readonly runningChannels = new Set<{ domain: string; cluster: string; node: string; gone: AbortController }>();
   private total: Allowance;
   private readonly timer: NodeJS.Timeout;
 
@@ -319,13 +337,79 @@ export class FenceVirtDoor {
   }
 
   /**
+   * Serves a request that came out of a domain's channel: the hypervisor
+   * proves the domain, so no key, hash or challenge is involved. The node is
+   * the one whose domain it is. The same operations, replay window and
+   * Broker.handle as the other transports. Returns fence_virtd's reply bytes
+   * (magic + code; a hostlist before it), or undefined when none is owed (a
+   * replay, as fence_virtd drops it). Every request
+   * leaves one audit line: Broker.handle's or the door's.
+   */
+  async serveChannel(c: ChannelRequest, gone: AbortSignal): Promise<Buffer | undefined> {
+    const req = c.request;
+    const op = OP_NAMES[req.request];
+    const peer = channelPeer(c.domain);
+    const basics = { peer, door: SERIAL_DOOR, channel: c.channel, channel_domain: c.domain, op: op ?? req.request, seqno: req.seqno, domain: printable(req.domain) };
+    const refuse = (kind: string, fields: Record<string, unknown>): Buffer => {
+      this.o.audit({ event: 'refusal', kind, ...basics, ...fields });
+      // Answered: the guest's fence_virt would otherwise wait out its timeout.
+      return encodeSerialResponse(RESP.perm);
+    };
+    const owner = this.o.channelOwner?.(c.domain) ?? { why: 'no channel owners configured' };
+    if (!('identity' in owner)) return refuse('fence_virt_channel_unowned', { why: `channel ${c.channel} belongs to domain ${c.domain}: ${owner.why}` });
+    const who = owner.identity;
+    const named = { ...basics, cluster: who.cluster, node: who.node };
+    if (req.flags & RF_UUID) return refuse('fence_virt_uuid_refused', { ...named, why: 'UUID-flagged request refused: domains are named' });
+    if (op === undefined || !(op in VERB)) return refuse('fence_virt_unknown_op', { ...named, why: `operation ${req.request} is not served` });
+    const now = performance.now();
+    // Keyed on the channel's domain, not the node: a reload that renames the node does not reopen the window.
+    const key = JSON.stringify(['channel', c.domain, req.request, req.seqno, req.domain.toLowerCase()]);
+    const seen = this.history.get(key);
+    if (seen !== undefined && now - seen < this.o.windowMs) {
+      this.o.audit({ event: 'refusal', kind: 'fence_virt_replay', ...named, why: `the same channel, operation, seqno and domain were served ${Math.round(now - seen)} ms ago (window ${this.o.windowMs} ms); dropped unanswered, as fence_virtd does` });
+      return undefined;
+    }
+    this.history.set(key, now);
+    const verb = VERB[op] as string;
+    const command = TARGETED.has(op) ? `${verb} ${req.domain}` : verb;
+    const abort = new AbortController();
+    const onGone = () => abort.abort(gone.reason);
+    if (gone.aborted) onGone();
+    else gone.addEventListener('abort', onGone, { once: true });
+    const running = { domain: c.domain, cluster: who.cluster, node: who.node, gone: abort };
+    this.runningChannels.add(running);
+    let handled: Handled;
+    try {
+      handled = await this.o.handle(who, peer, command, { gone: abort.signal, door: SERIAL_DOOR, channel: { path: c.channel, domain: c.domain } });
+    } catch (err) {
+      this.o.log.error({ err, peer, channel: c.channel }, 'fence_virt/serial request failed');
+      // The guest hears a failure now rather than waiting out its timeout.
+      return encodeSerialResponse(RESP.fail);
+    } finally {
+      gone.removeEventListener('abort', onGone);
+      this.runningChannels.delete(running);
+    }
+    const code = replyByte(op, handled);
+    if (op === 'hostlist' && handled.reply.ok) return encodeSerialHostlist(handled.reply.domains ?? [], handled.reply.states, code);
+    return encodeSerialResponse(code);
+  }
+
+  /**
    * After a reload: aborts the requests in progress whose key is gone or now
-   * another node's, and closes their connections, as the SSH door does.
+   * another node's, and closes their connections, as the SSH door does; and
+   * the channel requests whose domain no longer belongs to the same node.
    * Returns how many.
    */
   revoke(): number {
     const keys = this.o.keys();
     let closed = 0;
+    for (const r of this.runningChannels) {
+      const owner = this.o.channelOwner?.(r.domain);
+      if (owner && 'identity' in owner && owner.identity.cluster === r.cluster && owner.identity.node === r.node) continue;
+      r.gone.abort(new Error('the channel\'s domain no longer belongs to the node (reload)'));
+      this.runningChannels.delete(r);
+      closed++;
+    }
     for (const r of this.running) {
       if (keys.some((k) => k.identity.fingerprint === r.fingerprint && k.identity.cluster === r.cluster && k.identity.node === r.node)) continue;
       r.gone.abort(new Error('key revoked by a reload'));

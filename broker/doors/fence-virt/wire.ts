@@ -126,3 +126,18 @@ export function digestInto(name: Exclude<HashName, 'none'>, parts: Buffer[]): Bu
   h.digest().copy(out);
   return out;
 }
+
+/** hostlist's body: RESP_HOSTLIST, one host_state_t per domain, an all-zero terminator (then the reply byte). */
+export function hostlistBody(domains: readonly string[], states: Record<string, string> | undefined): Buffer {
+  const parts = [Buffer.from([RESP.hostlist])];
+  for (const d of domains) {
+    const e = Buffer.alloc(HOST_STATE_SIZE);
+    e.write(d.slice(0, MAX_DOMAIN_LENGTH - 1), 0, 'latin1');
+    // Off only when the toolstack said off; anything else (paused, crashed, unknown) is no state, never off.
+    const state = states?.[d];
+    e[2 * MAX_DOMAIN_LENGTH] = state === 'on' ? HOST_STATE.on : state === 'off' ? HOST_STATE.off : HOST_STATE.none;
+    parts.push(e);
+  }
+  parts.push(Buffer.alloc(HOST_STATE_SIZE));
+  return Buffer.concat(parts);
+}

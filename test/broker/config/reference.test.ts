@@ -63,8 +63,8 @@ test('the example with its commented-out broker keys switched on still loads', (
     .replace(/^ {2}# (timeouts:|limits:)/gm, '  $1')
     .replace(/^ {2}# {3}(command|verify|fence_race|request|max_\w+|handshake_timeout|idle_timeout):/gm, '    $1:')
     .replace(/^ {2}# (host_id|metrics|fence_virt):/gm, '  $1:')
-    .replace(/^ {2}# {3}(listen|key_dir|hash|challenge_hash|read_timeout|unverified_\w+|multicast):/gm, '    $1:')
-    .replace(/^ {2}# {5}(groups|port|interface|max_callbacks|connect_timeout):/gm, '      $1:')
+    .replace(/^ {2}# {3}(listen|key_dir|hash|challenge_hash|read_timeout|unverified_\w+|multicast|channels):/gm, '    $1:')
+    .replace(/^ {2}# {5}(groups|port|interface|max_callbacks|connect_timeout|dir|mode|rescan|requests_per_second):/gm, '      $1:')
     .replace(/^ {4}# (allow_self_off|limits):/gm, '    $1:');
   const dir = tempDir('fb-example-');
   const file = join(dir, 'clusters.yaml');
@@ -77,4 +77,5 @@ test('the example with its commented-out broker keys switched on still loads', (
   t.deepEqual(config.broker.fenceVirt?.multicast, { groups: ['225.0.0.12', 'ff05::3:1'], port: 1229, interface: 'virbr0', maxCallbacks: 32, connectTimeoutMs: 5_000 });
   t.deepEqual(config.broker.fenceVirt?.listen, [{ host: '192.168.122.1', port: 1229 }]);
   t.is(config.broker.fenceVirt?.unverifiedTotal, 500);
+  t.deepEqual(config.broker.fenceVirt?.channels, { dir: join(dir, 'channels'), mode: 'serial', rescanMs: 5_000, requestsPerSecond: 2, burst: 5 });
 });

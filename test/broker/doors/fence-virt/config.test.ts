@@ -42,16 +42,41 @@ test('off when absent; defaults when present', (t) => {
   t.deepEqual(c.broker.fenceVirt, {
     listen: [{ host: '10.0.0.1', port: 1229 }, { host: 'fd00::1', port: 1229 }],
     keyDir: '/etc/fence-broker/fv', hash: 'sha256', challengeHash: 'sha256', readTimeoutMs: 5000,
-    maxConnections: 128, maxConnectionsPerSource: 8, unverifiedPerSource: 20, unverifiedTotal: 500, multicast: undefined,
+    maxConnections: 128, maxConnectionsPerSource: 8, unverifiedPerSource: 20, unverifiedTotal: 500, multicast: undefined, channels: undefined,
   });
 });
 
 test('mistakes are located', (t) => {
-  t.regex(problems(yaml(['  fence_virt:', '    listen: ["10.0.0.1:1229"]']))[0] ?? '', /^clusters\.yaml:7:5: broker\.fence_virt is missing required key "key_dir"/);
+  t.regex(problems(yaml(['  fence_virt:', '    listen: ["10.0.0.1:1229"]']))[0] ?? '', /^clusters\.yaml:6:3: broker\.fence_virt: key_dir is required with listen \(those clients prove a node's key\); only a door with channels alone needs no keys/);
+  t.regex(problems(yaml(['  fence_virt:', '    multicast: {}']))[0] ?? '', /^clusters\.yaml:6:3: broker\.fence_virt: key_dir is required with multicast/);
   t.regex(problems(yaml(['  fence_virt:', '    key_dir: fv', '    hash: sha1'])).join('\n'), /^clusters\.yaml:8:11: .*hash: must be one of sha256, sha512/m);
   t.regex(problems(yaml(['  fence_virt:', '    key_dir: fv', '    listen: ["host.example:1229"]'])).join('\n'), /^clusters\.yaml:8:\d+: .*listen/m);
   t.regex(problems(yaml(['  fence_virt:', '    key_dir: fv', '    listen: ["10.0.0.1:99999"]'])).join('\n'), /^clusters\.yaml:8:\d+: broker\.fence_virt\.listen\[0\]: port 99999 is not in 0\.\.65535/m);
   t.regex(problems(yaml(['  fence_virt:', '    key_dir: fv', '    port: 1229'])).join('\n'), /^clusters\.yaml:8:5: .*port/m);
+});
+
+// The serial channel door: channels need libvirt's XML (the virsh toolstack), and no keys.
+const virshYaml = (fenceVirt: string[]): string => yaml(fenceVirt).replace('toolstack: { type: sim, state: sim.json }', 'toolstack: { type: virsh, uri: "qemu:///system" }');
+
+test('channels: defaults, no key_dir needed, dir normalised', (t) => {
+  const c = parseConfig(virshYaml(['  fence_virt:', '    channels: { dir: /run/fence-broker/channels/ }']), 'clusters.yaml', '/etc/fence-broker/clusters.yaml');
+  t.is(c.broker.fenceVirt?.keyDir, undefined);
+  t.deepEqual(c.broker.fenceVirt?.listen, []);
+  t.deepEqual(c.broker.fenceVirt?.channels, { dir: '/run/fence-broker/channels', mode: 'serial', rescanMs: 5_000, requestsPerSecond: 2, burst: 5 });
+  const v = parseConfig(virshYaml(['  fence_virt:', '    channels: { dir: /srv/ch, mode: vmchannel, rescan: 1, requests_per_second: 0.5 }']), 'clusters.yaml', '/etc/fence-broker/clusters.yaml');
+  t.deepEqual(v.broker.fenceVirt?.channels, { dir: '/srv/ch', mode: 'vmchannel', rescanMs: 1_000, requestsPerSecond: 0.5, burst: 5 });
+});
+
+test('channels: mistakes are located', (t) => {
+  // Any toolstack but virsh: no domain XML to find the channels in.
+  t.regex(problems(yaml(['  fence_virt:', '    channels: { dir: /run/ch }'])).join('\n'), /^clusters\.yaml:7:5: broker\.fence_virt\.channels: the channels are found in libvirt's domain XML, so they need toolstack type virsh .*toolstack sim has no domain XML/m);
+  const xl = yaml(['  fence_virt:', '    channels: { dir: /run/ch }']).replace('toolstack: { type: sim, state: sim.json }', 'toolstack: { type: xl }');
+  t.regex(problems(xl).join('\n'), /^clusters\.yaml:7:5: .*toolstack xl has no domain XML/m);
+  t.regex(problems(virshYaml(['  fence_virt:', '    channels: { dir: run/ch }'])).join('\n'), /^clusters\.yaml:7:\d+: .*dir.*pattern|^clusters\.yaml:7:\d+: .*dir.*\^\//m);
+  t.regex(problems(virshYaml(['  fence_virt:', '    channels: { dir: /run/ch, mode: pty }'])).join('\n'), /^clusters\.yaml:7:\d+: .*mode: must be one of serial, vmchannel/m);
+  t.regex(problems(virshYaml(['  fence_virt:', '    channels: { dir: /run/ch, rescan: 0 }'])).join('\n'), /^clusters\.yaml:7:\d+: .*rescan/m);
+  t.regex(problems(virshYaml(['  fence_virt:', '    channels: { mode: serial }'])).join('\n'), /^clusters\.yaml:7:\d+: .*channels is missing required key "dir"/m);
+  t.regex(problems(virshYaml(['  fence_virt:', '    channels: { dir: /run/ch, listen: x }'])).join('\n'), /^clusters\.yaml:7:\d+: .*listen/m);
 });
 
 test('keys: each node its own file; unsafe files, wrong sizes and a shared key are each named', (t) => {
