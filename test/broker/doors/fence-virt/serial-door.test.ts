@@ -179,3 +179,46 @@ test('channelOwner: the one node whose domain it is; none, or two, is no owner',
   t.deepEqual(channelOwner({ clusters }, 'x-1'), { why: 'no node of clusters.yaml has this domain' });
   t.deepEqual(channelOwner({ clusters }, 'b-2'), { why: '2 nodes name this domain (blue/blue-2, blue/blue-3); the channel proves none of them' });
 });
+
+test('a reload that takes the domain from its node aborts that channel request in progress; others run on', async (t) => {
+  let owners: Record<string, string> = { 'blue-1': 'blue-1', 'red-1': 'red-1' };
+  const started: string[] = [];
+  const door = new FenceVirtDoor({
+    keys: () => [],
+    // A broker stand-in whose requests run until their client is gone.
+    handle: (who, _peer, _command, ctx) =>
+      new Promise((resolve) => {
+        started.push(who.kind === 'node' ? who.node : '?');
+        ctx.gone?.addEventListener('abort', () => resolve({ reply: { ok: false, action: 'off', target: 'x', state: 'unknown', message: 'gone', code: 'failed', request_id: 'r' }, exitCode: 1 }));
+      }),
+    hostHas: () => Promise.resolve(true),
+    audit: () => undefined,
+    minHash: 'sha256',
+    challengeHash: 'sha256',
+    exchangeTimeoutMs: 5_000,
+    unverifiedPerSource: 20,
+    unverifiedTotal: 500,
+    windowMs: 10_000,
+    channelOwner: (domain) => {
+      const node = owners[domain];
+      return node ? { identity: { kind: 'node', cluster: node.split('-')[0] as string, node, domain, fingerprint: `channel:${domain}` } } : { why: 'none' };
+    },
+    log: pino({ level: 'silent' }),
+  });
+  t.teardown(() => door.close());
+  const never = new AbortController().signal;
+  const blue = door.serveChannel({ channel: '/c/blue-1.sock', domain: 'blue-1', request: { request: OP.off, flags: 0, domain: 'blue-2', seqno: 1 } }, never);
+  const red = door.serveChannel({ channel: '/c/red-1.sock', domain: 'red-1', request: { request: OP.off, flags: 0, domain: 'red-2', seqno: 1 } }, never);
+  await until('both at the broker', () => started.length === 2);
+  t.is(door.revoke(), 0, 'nothing changed');
+  owners = { 'red-1': 'red-1' };
+  t.is(door.revoke(), 1);
+  t.deepEqual(await blue, Buffer.from([0x61, 0x62, 0x62, 0x61, RESP.fail]));
+  let redDone = false;
+  void red.then(() => (redDone = true));
+  await new Promise((r) => setImmediate(r));
+  t.false(redDone, "red-1's request runs on");
+  owners = {};
+  t.is(door.revoke(), 1);
+  await red;
+});
