@@ -2,7 +2,7 @@
 // one identity per key, node domains owned, names a toolstack would read as
 // something else, key strength, limits that contradict each other, the
 // listen address. Every problem located; then the Config is assembled.
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { BlockList, isIP } from 'node:net';
 import { reservedDomainProblem } from '../../common/names.js';
@@ -10,7 +10,7 @@ import { parsePublicKey, type PublicKey } from '../identity/keys.js';
 import type { Located } from './errors.js';
 import { ConfigError } from './errors.js';
 import { where, type Locator, type Path } from './locate.js';
-import { ALL_ACTIONS, DEFAULT_FENCE_VIRT, DEFAULT_FENCE_VIRT_MULTICAST, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type FenceVirtConfig, type RawFenceVirt, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type MetricsListen, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
+import { ALL_ACTIONS, DEFAULT_FENCE_VIRT, DEFAULT_FENCE_VIRT_CHANNELS, DEFAULT_FENCE_VIRT_MULTICAST, DEFAULT_LIMITS, DEFAULT_TIMEOUTS, LIMIT_KEYS, type AdminConfig, type FenceVirtConfig, type RawFenceVirt, type ClusterConfig, type Config, type CoordinationConfig, type Limits, type MetricsListen, type NodeConfig, type RawConfig, type ToolstackConfig } from './types.js';
 
 /** The rules that span entries: one owner per domain, one identity per key, node domains owned. */
 export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Config, 'sha256'> {
@@ -87,6 +87,10 @@ export function crossCheck(raw: RawConfig, loc: Locator, abs: string): Omit<Conf
     if (p) problems.push(loc.value(['broker', 'fence_virt', 'multicast', 'groups', i], `broker.fence_virt.multicast.groups[${i}]: ${p}`));
   });
   const fenceVirt = raw.broker.fence_virt === undefined ? undefined : fenceVirtOf(raw.broker.fence_virt, base, (i, m) => problems.push(loc.value(['broker', 'fence_virt', 'listen', i], m)));
+  const channels = raw.broker.fence_virt?.channels;
+  if (channels && !isAbsolute(channels.dir)) problems.push(loc.value(['broker', 'fence_virt', 'channels', 'dir'], `broker.fence_virt.channels.dir: ${channels.dir} is not an absolute path (the domains' XML names the sockets by absolute path)`));
+  // Discovery reads libvirt's domain XML: xl and sim have none to read.
+  if (channels && raw.broker.toolstack.type !== 'virsh') problems.push(loc.key(['broker', 'fence_virt'], 'channels', `broker.fence_virt.channels needs toolstack type virsh (libvirt's domain XML says where each channel is), not ${raw.broker.toolstack.type}`));
 
   const limits = readLimits(raw.broker.limits ?? {});
   if (limits.maxUnauthenticated >= limits.maxConnections) {
@@ -178,6 +182,18 @@ function fenceVirtOf(raw: RawFenceVirt, base: string, problem: (index: number, m
     unverifiedPerSource: raw.unverified_per_source ?? D.unverifiedPerSource,
     unverifiedTotal: raw.unverified_total ?? D.unverifiedTotal,
     multicast: raw.multicast === undefined ? undefined : multicastOf(raw.multicast),
+    ...(raw.channels === undefined ? {} : { channels: channelsOf(raw.channels) }),
+  };
+}
+
+/** broker.fence_virt.channels with its defaults (the schema has checked the values). */
+function channelsOf(raw: NonNullable<RawFenceVirt['channels']>): NonNullable<FenceVirtConfig['channels']> {
+  const D = DEFAULT_FENCE_VIRT_CHANNELS;
+  return {
+    dir: raw.dir,
+    mode: raw.mode ?? D.mode,
+    rescanMs: raw.rescan === undefined ? D.rescanMs : raw.rescan * 1000,
+    requestsPerSecond: raw.requests_per_second ?? D.requestsPerSecond,
   };
 }
 

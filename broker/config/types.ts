@@ -124,7 +124,20 @@ export interface FenceVirtConfig {
   unverifiedTotal: number;
   /** fence_xvm's multicast listener (broker.fence_virt.multicast); undefined: off. */
   multicast: FenceVirtMulticastConfig | undefined;
+  /** The serial channel door (broker.fence_virt.channels); absent: off. */
+  channels?: FenceVirtChannelsConfig;
 }
+
+export interface FenceVirtChannelsConfig {
+  /** Absolute; a socket counts only directly inside it. */
+  dir: string;
+  /** serial: <serial type='unix'>; vmchannel: <channel type='unix'> (guestfwd). */
+  mode: 'serial' | 'vmchannel';
+  rescanMs: number;
+  requestsPerSecond: number;
+}
+
+export const DEFAULT_FENCE_VIRT_CHANNELS = { mode: 'serial', rescanMs: 5_000, requestsPerSecond: 2 } as const;
 
 export interface FenceVirtMulticastConfig {
   /** Groups joined (fence_xvm's -a): 225.0.0.12 and ff05::3:1 by default. */
@@ -152,6 +165,7 @@ export interface RawFenceVirt {
   unverified_per_source?: number;
   unverified_total?: number;
   multicast?: { groups?: string[]; port?: number; interface?: string; max_callbacks?: number; connect_timeout?: number };
+  channels?: { dir: string; mode?: 'serial' | 'vmchannel'; rescan?: number; requests_per_second?: number };
 }
 
 export interface AdminConfig {
