@@ -57,6 +57,8 @@ function tenancy(nodes: Record<string, Record<string, string>>, channels: string
   return file;
 }
 
+const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 /** The first <TAG type='unix'> element of a domain's XML (libvirt's own output), whole. */
 function unixDevice(xml: string, tag: 'serial' | 'channel'): string | undefined {
   return new RegExp(`<${tag} type='unix'>[^]*?</${tag}>`).exec(xml)?.[0];
@@ -79,7 +81,7 @@ withLibvirt('serial: the printed snippet, attached with virsh attach-device --co
   t.true(text.includes(String(xml.stdout).split('\n').map((l) => `   ${l}`).join('\n')), text);
   t.true(text.includes(`   virsh -c ${URI} attach-device ${domain} ${domain}-channel.xml --config\n`), text);
   t.true(text.includes('   fence_virt -D /dev/ttyS1 -o list\n'), text);
-  t.regex(text, new RegExp(`channel ${socket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} and channel_domain ${domain}`), 'says what the audit names');
+  t.regex(text, new RegExp(`channel ${escape(socket)} and channel_domain ${domain}`), 'says what the audit names');
   t.regex(text, /fencectl pacemaker --config \S+ --cluster green --agent fence_virt --serial/);
 
   // As printed: the file, then virsh with the printed arguments (the -c URI, the domain, the file, --config).
@@ -92,7 +94,7 @@ withLibvirt('serial: the printed snippet, attached with virsh attach-device --co
   const inactive = (await virsh('dumpxml', '--inactive', domain)).stdout;
   const serial = unixDevice(inactive, 'serial');
   t.truthy(serial, inactive);
-  t.regex(String(serial), new RegExp(`<source mode='bind' path='${socket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'/>`));
+  t.regex(String(serial), new RegExp(`<source mode='bind' path='${escape(socket)}'/>`));
   t.regex(String(serial), /<target type='isa-serial' port='1'>/, 'libvirt made it the ISA serial port 1');
 
   // Started: QEMU binds the socket where the snippet says, and the port sits at ttyS1's I/O address.
@@ -100,11 +102,16 @@ withLibvirt('serial: the printed snippet, attached with virsh attach-device --co
   t.is(started.exitCode, 0, `virsh start: ${started.stderr}`);
   t.true(existsSync(socket) && statSync(socket).isSocket(), `${socket} is a socket QEMU bound`);
   const live = (await virsh('dumpxml', domain)).stdout;
-  t.regex(String(unixDevice(live, 'serial')), new RegExp(`path='${socket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'`));
+  t.regex(String(unixDevice(live, 'serial')), new RegExp(`path='${escape(socket)}'`));
+  // QEMU's own view: the chardev on our socket, and the ISA serial device on it
+  // at index 1, I/O port 0x2f8, IRQ 3 — what Linux names ttyS1.
+  const chardevs = await virsh('qemu-monitor-command', '--hmp', domain, 'info chardev');
+  t.is(chardevs.exitCode, 0, chardevs.stderr);
+  const chardev = new RegExp(`^(\\S+): filename=unix:${escape(socket)}\\b`, 'm').exec(chardevs.stdout)?.[1];
+  t.truthy(chardev, chardevs.stdout);
   const qtree = await virsh('qemu-monitor-command', '--hmp', domain, 'info qtree');
   t.is(qtree.exitCode, 0, qtree.stderr);
-  // The isa-serial device on this chardev: index 1, iobase 0x2f8, irq 3 — what Linux names ttyS1.
-  const isa = qtree.stdout.split(/\n(?=\s*dev: )/).find((d) => /dev: isa-serial/.test(d) && /chardev = "charserial1"/.test(d));
+  const isa = qtree.stdout.split(/\n(?=\s*dev: )/).find((d) => /dev: isa-serial/.test(d) && d.includes(`chardev = "${chardev}"`));
   t.truthy(isa, qtree.stdout);
   t.regex(String(isa), /index = 1\b/);
   t.regex(String(isa), /iobase = 760 \(0x2f8\)/);
@@ -133,7 +140,7 @@ withLibvirt('vmchannel: the printed guestfwd <channel> is accepted by virsh atta
   const attached = await virsh('attach-device', domain, file, '--config');
   t.is(attached.exitCode, 0, `virsh attach-device: ${attached.stderr}`);
   const channel = unixDevice((await virsh('dumpxml', '--inactive', domain)).stdout, 'channel');
-  t.regex(String(channel), new RegExp(`<source mode='bind' path='${socket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'/>`));
+  t.regex(String(channel), new RegExp(`<source mode='bind' path='${escape(socket)}'/>`));
   t.regex(String(channel), /<target type='guestfwd' address='10\.0\.2\.179' port='1229'\/>/);
   const text = String((await fencectl(['channel', '--config', config, 'g-1'])).stdout);
   t.true(text.includes('   fence_virt -A 10.0.2.179 -p 1229 -o list\n'), text);
@@ -151,7 +158,6 @@ async function usage(t: ExecutionContext, args: string[], first: RegExp): Promis
   t.is(lines(r.stderr)[1], "Try 'fencectl channel --help'.");
 }
 
-const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 test('usage errors, exit 2, each naming what was wrong and where: a bad node name, no node, a node of several clusters, channels off, a socket path too long', async (t) => {
   const config = tenancy({ green: { 'g-1': 'green-vm1', shared: 'green-vm2' }, blue: { shared: 'blue-vm' } }, '{ dir: /run/fence-broker/channels }');
