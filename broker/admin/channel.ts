@@ -89,7 +89,9 @@ export function channelText(plan: ChannelPlan, virsh: { command: string; uri: st
     '',
     `   --config changes the persistent definition only: the ${plan.mode === 'serial' ? 'port' : 'channel'} appears at the domain's next start from off`,
     `   (virsh shutdown ${shellWord(plan.domain)}, then virsh start ${shellWord(plan.domain)}); a reboot inside the guest keeps the old hardware.`,
-    ...(plan.mode === 'serial' ? ['   If the domain already has a serial port 1, give the snippet a free target port N and use /dev/ttySN in the guest.'] : []),
+    ...(plan.mode === 'serial'
+      ? ['   If the domain already has a serial port 1, give the snippet a free target port N and use /dev/ttySN in the guest.']
+      : ["   Check that the guest can reach that address: libvirt 9.0 gives a guestfwd channel a user-mode network with no guest NIC on it (prefer mode serial)."]),
     ...(dirExists ? [] : [`   ${dir} does not exist on this host yet: QEMU binds the socket but does not make its folder; create it (root, 0700) before the domain starts.`]),
     '',
     `2. In the guest (fence_virt, from the fence-virt package):`,
