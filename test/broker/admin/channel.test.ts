@@ -102,16 +102,20 @@ withLibvirt('serial: the printed snippet, attached with virsh attach-device --co
   t.is(started.exitCode, 0, `virsh start: ${started.stderr}`);
   t.true(existsSync(socket) && statSync(socket).isSocket(), `${socket} is a socket QEMU bound`);
   const live = (await virsh('dumpxml', domain)).stdout;
-  t.regex(String(unixDevice(live, 'serial')), new RegExp(`path='${escape(socket)}'`));
-  // QEMU's own view: the chardev on our socket, and the ISA serial device on it
-  // at index 1, I/O port 0x2f8, IRQ 3 — what Linux names ttyS1.
+  const liveSerial = String(unixDevice(live, 'serial'));
+  t.regex(liveSerial, new RegExp(`path='${escape(socket)}'`));
+  // QEMU's own view, joined by libvirt's alias (device id ALIAS, chardev
+  // charALIAS): the chardev is on our socket ("disconnected": nobody has
+  // connected yet), and the ISA serial device is at index 1, I/O port 0x2f8,
+  // IRQ 3 — what Linux names ttyS1.
+  const alias = /<alias name='([^']+)'\/>/.exec(liveSerial)?.[1];
+  t.truthy(alias, liveSerial);
   const chardevs = await virsh('qemu-monitor-command', '--hmp', domain, 'info chardev');
   t.is(chardevs.exitCode, 0, chardevs.stderr);
-  const chardev = new RegExp(`^(\\S+): filename=unix:${escape(socket)}\\b`, 'm').exec(chardevs.stdout)?.[1];
-  t.truthy(chardev, chardevs.stdout);
+  t.regex(chardevs.stdout, new RegExp(`^char${escape(String(alias))}: filename=(?:disconnected:)?unix:${escape(socket)}\\b`, 'm'));
   const qtree = await virsh('qemu-monitor-command', '--hmp', domain, 'info qtree');
   t.is(qtree.exitCode, 0, qtree.stderr);
-  const isa = qtree.stdout.split(/\n(?=\s*dev: )/).find((d) => /dev: isa-serial/.test(d) && d.includes(`chardev = "${chardev}"`));
+  const isa = qtree.stdout.split(/\n(?=\s*dev: )/).find((d) => d.trim().startsWith(`dev: isa-serial, id "${alias}"`));
   t.truthy(isa, qtree.stdout);
   t.regex(String(isa), /index = 1\b/);
   t.regex(String(isa), /iobase = 760 \(0x2f8\)/);
