@@ -25,11 +25,13 @@ import ssh2 from 'ssh2';
 import { fingerprintOf } from '../common/fingerprint.js';
 import { generateEd25519 } from './identity/keygen.js';
 import { fleetDomains, fleetHosts, formatFleetDomains, formatFleetHosts } from './coordination/fleet.js';
-import { brokerAddress, fenceVirtEndpoints, FORMATS, isAgent, isFormat, render, tenantFenceVirt, tenantFencing } from './admin/pacemaker.js';
+import { brokerAddress, fenceVirtEndpoints, FORMATS, isAgent, isFormat, render, tenantFenceVirt, tenantFenceVirtSerial, tenantFencing } from './admin/pacemaker.js';
+import { CHANNEL_ADDRESS, CHANNEL_PORT, channelText, channelXml, socketPath, socketPathProblem } from './admin/channel.js';
+import type { ClusterConfig, FenceVirtChannelsConfig, NodeConfig } from './config/types.js';
 import { NODE_KEY_PATH } from '../common/node-key.js';
 import { projectPath } from '../common/paths.js';
-import { asksHelp, commandHelp, live, parseCommand, programHelp, tryHelp, UsageError, type Values } from './admin/cli.js';
-import { FENCECTL, versionText } from './admin/commands.js';
+import { asksHelp, commandHelp, live, parseCommand, parseCommandLine, programHelp, tryHelp, UsageError, type CommandSpec, type Values } from './admin/cli.js';
+import { FENCECTL, SERIAL_DEVICE, versionText } from './admin/commands.js';
 import { configWarnings, domainsWithoutNode, keyBlobsIn } from './admin/warnings.js';
 
 
@@ -41,10 +43,12 @@ const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s 
 const err = (s: string): void => void process.stderr.write(s.endsWith('\n') ? s : s + '\n');
 
 /** The command's values, parsed and checked against its table. */
-function options(cmd: string, args: string[]): Values {
+const options = (cmd: string, args: string[]): Values => parseCommand(specOf(cmd), args);
+
+function specOf(cmd: string): CommandSpec {
   const spec = FENCECTL.commands.find((c) => c.name === cmd);
   if (!spec) throw new Error(`fencectl: no option table for ${cmd}`);
-  return parseCommand(spec, args);
+  return spec;
 }
 
 const str = (v: Values, name: string): string | undefined => (typeof v[name] === 'string' ? (v[name] as string) : undefined);
@@ -504,6 +508,11 @@ async function pacemaker(args: string[]): Promise<number> {
   const config = configFrom(v);
   const cluster = config.clusters[v.cluster];
   if (!cluster) throw new UsageError(`--cluster: no cluster ${v.cluster} in ${config.file}`);
+  if (typeof v.serial === 'string') {
+    if (agent !== 'fence_virt') throw new UsageError(`--serial is for --agent fence_virt (the stock client's serial mode), not ${agent}`);
+    out(render(tenantFenceVirtSerial(cluster, serialWhere(config, v.serial)), format));
+    return 0;
+  }
   if (agent !== 'fence_broker') {
     // The fence_virt door: where the nodes send to comes from broker.fence_virt; no host key involved.
     const ends = fenceVirtEndpoints(config.broker.fenceVirt, agent);
@@ -519,6 +528,66 @@ async function pacemaker(args: string[]): Promise<number> {
     err(`fencectl pacemaker: skipped domain ${d}: no node of cluster ${cluster.name} with a key has it as its own domain, so no device fences it (add its node with \`fencectl keygen --cluster ${cluster.name} --node ${d}\`)`);
   }
   out(render(tenantFencing(config, cluster, fingerprint, identity, host), format));
+  return 0;
+}
+
+/**
+ * What the serial devices name, by the channel door's mode: the guest's serial
+ * port, or in vmchannel mode the guestfwd address (a DEVICE is then no use).
+ */
+function serialWhere(config: Config, device: string): { device: string } | { address: string; port: number } {
+  const channels = channelsOf(config);
+  // The nodes read it as a path; a line break would also end a crmsh statement.
+  if (!/^\/dev\/[A-Za-z0-9_./-]+$/.test(device) || device.includes('..')) throw new UsageError(`--serial: ${JSON.stringify(device)} is not a device path under /dev (the guest's serial port, e.g. ${SERIAL_DEVICE})`);
+  if (channels.mode === 'serial') return { device };
+  if (device !== SERIAL_DEVICE) throw new UsageError(`--serial ${device}: broker.fence_virt.channels.mode is vmchannel, where the guests connect to ${CHANNEL_ADDRESS}:${CHANNEL_PORT}, not to a serial device; give --serial alone`);
+  return { address: CHANNEL_ADDRESS, port: CHANNEL_PORT };
+}
+
+/** broker.fence_virt.channels, or a usage error located where it would go. */
+function channelsOf(config: Config): FenceVirtChannelsConfig {
+  const channels = config.broker.fenceVirt?.channels;
+  if (channels) return channels;
+  const at = config.broker.fenceVirt ? ['broker', 'fence_virt'] : ['broker'];
+  throw new UsageError(formatLocated(locateIn(config.file, at, `broker.fence_virt.channels is not configured: the serial channel door is off (docs/doors/fence-virt.md)`)));
+}
+
+/**
+ * A node's serial channel (admin/channel.ts): the domain XML snippet, the
+ * virsh line that attaches it, the guest's fence_virt line and what to check
+ * next; with --xml the snippet alone. The node is found by name, in --cluster
+ * or in whichever one cluster has it.
+ */
+async function channel(args: string[]): Promise<number> {
+  const { values: v, operands } = parseCommandLine(specOf('channel'), args);
+  const name = operands[0] as string;
+  const badNode = nameProblem(name);
+  if (badNode) throw new UsageError(`NODE: ${badNode}`);
+  const badCluster = typeof v.cluster === 'string' ? nameProblem(v.cluster) : undefined;
+  if (badCluster) throw new UsageError(`--cluster: ${badCluster}`);
+  const config = configFrom(v);
+  const channels = channelsOf(config);
+  const clusters = typeof v.cluster === 'string' ? [config.clusters[v.cluster]] : Object.values(config.clusters);
+  if (clusters[0] === undefined) throw new UsageError(formatLocated(locateIn(config.file, ['clusters'], `--cluster: no cluster ${v.cluster} under clusters`)));
+  const owners = clusters.filter((c) => c?.nodes[name] !== undefined) as ClusterConfig[];
+  if (owners.length === 0) {
+    const where = typeof v.cluster === 'string' ? `clusters.${v.cluster}.nodes` : 'the nodes of any cluster';
+    throw new UsageError(formatLocated(locateIn(config.file, typeof v.cluster === 'string' ? ['clusters', v.cluster, 'nodes'] : ['clusters'], `no node ${name} in ${where}`)));
+  }
+  if (owners.length > 1) throw new UsageError(`node ${name} is in clusters ${owners.map((c) => c.name).join(', ')}: say which with --cluster`);
+  const cluster = owners[0] as ClusterConfig;
+  const node = cluster.nodes[name] as NodeConfig;
+  const socket = socketPath(channels.dir, node.domain);
+  const tooLong = socketPathProblem(socket);
+  if (tooLong) throw new UsageError(formatLocated(locateIn(config.file, ['broker', 'fence_virt', 'channels', 'dir'], tooLong)));
+  if (v.xml) {
+    out(channelXml(channels.mode, socket));
+    return 0;
+  }
+  const ts = config.broker.toolstack;
+  // The crosscheck allows channels only with virsh; the fallback keeps the text whole all the same.
+  const virsh = ts.type === 'virsh' ? { command: ts.command ?? 'virsh', uri: ts.uri } : { command: 'virsh', uri: 'qemu:///system' };
+  out(channelText({ cluster: cluster.name, node: name, domain: node.domain, mode: channels.mode, socket, device: SERIAL_DEVICE }, virsh, existsSync(channels.dir), args.some((a) => a === '--config' || a.startsWith('--config=')) ? String(v.config) : undefined));
   return 0;
 }
 
@@ -558,7 +627,7 @@ async function status(args: string[]): Promise<number> {
   return 0;
 }
 
-const handlers: Record<string, (args: string[]) => Promise<number>> = { check, reload, explain, 'diff-policy': diffPolicy, domains, fleet, keygen, fingerprint, heartbeat, pacemaker, status };
+const handlers: Record<string, (args: string[]) => Promise<number>> = { check, reload, explain, 'diff-policy': diffPolicy, domains, fleet, keygen, fingerprint, heartbeat, pacemaker, channel, status };
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

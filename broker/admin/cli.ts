@@ -14,6 +14,12 @@ export interface OptionSpec {
   value?: string;
   /** Applied when the option is not given. */
   default?: string;
+  /**
+   * The value of the flag given alone, which makes its value optional
+   * (`--serial [DEVICE]`). Alone means last, or followed by another option;
+   * a command with operands takes such a value only as `--name=VALUE`.
+   */
+  bare?: string;
   /** The only values accepted; checked after parsing, with a message naming them. */
   choices?: readonly string[];
   /** Needed on every run of the command (explain's alternatives are checked by its handler). */
@@ -37,10 +43,18 @@ export interface CommandSpec {
   /** Paragraphs, plain text; `code` in backticks is kept as written. */
   description: string[];
   options: OptionSpec[];
+  /** Positional operands after the options, each required (`fencectl channel NODE`). */
+  operands?: OperandSpec[];
   /** The command's exit statuses, one line each: "0 ok", "1 ...". */
   exit: string[];
   /** As OptionSpec.planned, for a whole command. */
   planned?: string;
+}
+
+export interface OperandSpec {
+  /** As help and the synopsis show it: NODE. */
+  value: string;
+  help: string;
 }
 
 export interface ProgramSpec {
@@ -62,19 +76,22 @@ export const live = <T extends { planned?: string }>(xs: readonly T[]): T[] => x
 export const optionsOf = (cmd: CommandSpec): OptionSpec[] => [...live(cmd.options), HELP];
 
 /** `--config FILE`, `--json`, `-h, --help`. */
-export const flagText = (o: OptionSpec): string => `${o.short ? `-${o.short}, ` : ''}--${o.name}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`;
+export const flagText = (o: OptionSpec): string => `${o.short ? `-${o.short}, ` : ''}--${o.name}${o.type === 'string' ? ` ${valueWord(o)}` : ''}`;
+
+/** FILE, or [DEVICE] when the value may be left out. */
+const valueWord = (o: OptionSpec): string => (o.bare !== undefined ? `[${o.value ?? 'VALUE'}]` : o.value ?? 'VALUE');
 
 /** The synopsis words of one option: `--cluster CLUSTER`, `[--json]`, `[--face node|sh]`. */
 function synopsisWord(o: OptionSpec): string {
-  const value = o.choices ? o.choices.join('|') : o.value ?? 'VALUE';
+  const value = o.choices ? o.choices.join('|') : valueWord(o);
   const word = `--${o.name}${o.type === 'string' ? ` ${value}` : ''}`;
   return o.required ? word : `[${word}]`;
 }
 
-export const synopsisOf = (cmd: CommandSpec): string[] => cmd.synopsis ?? [live(cmd.options).map(synopsisWord).join(' ')];
+export const synopsisOf = (cmd: CommandSpec): string[] => cmd.synopsis ?? [[...live(cmd.options).map(synopsisWord), ...(cmd.operands ?? []).map((a) => a.value)].join(' ')];
 
 /** The default as help shows it. */
-const defaultText = (o: OptionSpec): string => (o.default !== undefined ? ` (default: ${o.default})` : '');
+const defaultText = (o: OptionSpec): string => (o.default !== undefined ? ` (default: ${o.default})` : '') + (o.bare !== undefined ? ` (${o.value ?? 'VALUE'} left out: ${o.bare})` : '');
 
 const wrap = (text: string, width: number, indent: string): string => {
   const lines: string[] = [];
@@ -104,6 +121,7 @@ export function commandHelp(prog: string, cmd: CommandSpec): string {
     '',
     wrap(cmd.summary, 78, ''),
     ...cmd.description.map((p) => `\n${wrap(p, 78, '')}`),
+    ...operandRows(cmd),
     '',
     'options:',
     ...rows,
@@ -112,6 +130,14 @@ export function commandHelp(prog: string, cmd: CommandSpec): string {
     ...cmd.exit.map((e) => wrap(e, 76, '    ').replace(/^ {4}/, '  ')),
     '',
   ].join('\n');
+}
+
+/** The operands block of a command's help; none when it takes none. */
+function operandRows(cmd: CommandSpec): string[] {
+  const operands = cmd.operands ?? [];
+  if (!operands.length) return [];
+  const width = Math.max(...operands.map((a) => a.value.length)) + 2;
+  return ['', 'operands:', ...operands.map((a) => `  ${a.value.padEnd(width)}${wrap(a.help, 78 - 2 - width, ' '.repeat(2 + width)).trimStart()}`)];
 }
 
 /** `PROG --help` of a program with commands: the list. */
@@ -149,21 +175,50 @@ export function parseArgsConfig(cmd: CommandSpec): NonNullable<ParseArgsConfig['
  * values, choices and required options are usage errors naming the option.
  * `--help` is the caller's to look at (values.help).
  */
-export function parseCommand(cmd: CommandSpec, args: string[]): Values {
-  let values: Values;
+export const parseCommand = (cmd: CommandSpec, args: string[]): Values => parseCommandLine(cmd, args).values;
+
+/** As parseCommand, with the command's operands: exactly as many as its table names, else a usage error naming them. */
+export function parseCommandLine(cmd: CommandSpec, args: string[]): { values: Values; operands: string[] } {
+  const operands = cmd.operands ?? [];
+  let parsed: { values: Values; positionals: string[] };
   try {
-    values = parseArgs({ args, options: parseArgsConfig(cmd), strict: true, allowPositionals: false }).values as Values;
+    parsed = parseArgs({ args: withBareValues(cmd, args), options: parseArgsConfig(cmd), strict: true, allowPositionals: operands.length > 0 }) as typeof parsed;
   } catch (e) {
     throw new UsageError((e as Error).message, { cause: e });
   }
+  const { values, positionals } = parsed;
   // Asked for help or the version: nothing else is required.
-  if (values.help || values.version) return values;
+  if (values.help || values.version) return { values, operands: positionals };
   for (const o of live(cmd.options)) {
     const v = values[o.name];
     if (o.required && v === undefined) throw new UsageError(`--${o.name}${o.value ? ` ${o.value}` : ''} is required`);
     if (o.choices && typeof v === 'string' && !o.choices.includes(v)) throw new UsageError(`--${o.name}: ${JSON.stringify(v)} is not one of ${o.choices.join(', ')}`);
   }
-  return values;
+  const missing = operands.slice(positionals.length).map((a) => a.value);
+  if (missing.length) throw new UsageError(`${missing.join(' ')} ${missing.length > 1 ? 'are' : 'is'} required`);
+  if (positionals.length > operands.length) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[operands.length])}`);
+  return { values, operands: positionals };
+}
+
+/**
+ * Args with each option whose value may be left out (OptionSpec.bare) given
+ * its bare value where it stands alone, so parseArgs sees `--name=VALUE`.
+ * Nothing after `--` is touched.
+ */
+function withBareValues(cmd: CommandSpec, args: string[]): string[] {
+  const bare = new Map(live(cmd.options).filter((o) => o.bare !== undefined).map((o) => [`--${o.name}`, o.bare as string]));
+  if (!bare.size) return args;
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === '--') return [...out, ...args.slice(i)];
+    const value = bare.get(a);
+    const next = args[i + 1];
+    const alone = next === undefined || next.startsWith('-') || (cmd.operands ?? []).length > 0;
+    if (value !== undefined && alone) out.push(`${a}=${value}`);
+    else out.push(a);
+  }
+  return out;
 }
 
 /** `--help` anywhere among a command's arguments wins over what else is wrong there. */

@@ -22,6 +22,9 @@ const ip: OptionSpec = {
 
 const usageOrConfig = '2 usage or config error';
 
+/** fence_virt's serial port in the guest, as the channel snippet's target port 1 appears there. */
+export const SERIAL_DEVICE = '/dev/ttyS1';
+
 export const FENCECTL: ProgramSpec = {
   name: 'fencectl',
   summary: "The host admin's and security reviewer's tool for fence-broker: validate and reload the tenancy, explain and compare policy decisions, make node keys and the tenants' cluster configuration.",
@@ -111,8 +114,29 @@ export const FENCECTL: ProgramSpec = {
         ip,
         { name: 'agent', type: 'string', value: 'AGENT', choices: ['fence_broker', 'fence_xvm', 'fence_virt'], default: 'fence_broker', help: 'The fence agent the devices use: the SSH plugin, or the stock fence_xvm/fence_virt clients through the fence_virt doors' },
         { name: 'key-file', type: 'string', value: 'PATH', default: '/etc/cluster/fence_xvm.key', help: "With fence_xvm or fence_virt: where each node keeps its fence_virt key (the clients' -k)" },
+        {
+          name: 'serial',
+          type: 'string',
+          value: 'DEVICE',
+          bare: SERIAL_DEVICE,
+          help: "With fence_virt: the nodes ask through their own serial channels (broker.fence_virt.channels, see `fencectl channel`), so the devices carry serial_device DEVICE (in mode vmchannel: the guestfwd address and port) and no key",
+        },
       ],
-      exit: ['0 printed', '2 usage (unknown cluster, a bad --identity-file or --key-file, no host key yet, a wildcard listen address without --ip; for fence_xvm/fence_virt: broker.fence_virt or its multicast listener off, or only wildcard TCP listeners) or config error'],
+      exit: ['0 printed', '2 usage (unknown cluster, a bad --identity-file or --key-file, no host key yet, a wildcard listen address without --ip; for fence_xvm/fence_virt: broker.fence_virt or its multicast listener off, or only wildcard TCP listeners; --serial without --agent fence_virt, a DEVICE that is no /dev path, or broker.fence_virt.channels off) or config error'],
+    },
+    {
+      name: 'channel',
+      summary: "A node's serial channel: the domain XML snippet for virsh attach-device --config, the guest's fence_virt command line, and what to check next",
+      description: [
+        "The channel is a UNIX socket that QEMU binds at DIR/DOMAIN.sock (broker.fence_virt.channels.dir) and the guest sees as its serial port ttyS1. The broker finds it in the running domain's XML and takes every request on it as the domain's own node's: the hypervisor proves who asks, so the node needs no key and no network. In mode vmchannel the snippet is a guestfwd <channel> instead. The config is only read; nothing is attached or changed.",
+      ],
+      options: [
+        config,
+        { ...cluster, required: false, help: "The node's cluster; needed only when nodes of several clusters have that name" },
+        { name: 'xml', type: 'boolean', help: 'Print only the XML snippet, for the file virsh attach-device reads' },
+      ],
+      operands: [{ value: 'NODE', help: 'The node, as named under clusters.CLUSTER.nodes' }],
+      exit: ['0 printed', '2 usage (a bad node name, a node of no cluster or of several, broker.fence_virt.channels not configured, a socket path too long for a UNIX socket) or config error'],
     },
     {
       name: 'heartbeat',

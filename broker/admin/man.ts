@@ -70,8 +70,15 @@ function synopsisRoff(words: string): string {
 }
 
 function optionItem(o: OptionSpec): string {
-  const flag = flagText(o).replace(/-/g, '\\-').replace(/ ([A-Z][A-Z_/]*)$/, ' \\fI$1\\fR');
-  const extra = [o.choices ? `One of ${o.choices.join(', ')}.` : '', o.default !== undefined ? `Default: ${o.default}.` : '', o.required ? 'Required.' : ''].filter(Boolean).join(' ');
+  const flag = flagText(o).replace(/-/g, '\\-').replace(/ (\[?)([A-Z][A-Z_/]*)(\]?)$/, ' $1\\fI$2\\fR$3');
+  const extra = [
+    o.choices ? `One of ${o.choices.join(', ')}.` : '',
+    o.default !== undefined ? `Default: ${o.default}.` : '',
+    o.bare !== undefined ? `${o.value ?? 'VALUE'} left out: ${o.bare}.` : '',
+    o.required ? 'Required.' : '',
+  ]
+    .filter(Boolean)
+    .join(' ');
   return `.TP\n\\fB${flag}\\fR\n${textLines(`${o.help.replace(/\.?$/, '.')} ${extra}`.trim())}`;
 }
 
@@ -80,6 +87,7 @@ function commandSection(prog: string, cmd: CommandSpec, heading: boolean): strin
   if (heading) out.push(`.SS ${cmd.name}`, textLines(cmd.summary.replace(/\.?$/, '.')));
   for (const p of cmd.description) out.push('.PP', textLines(p));
   if (!heading) return out.join('\n');
+  if (cmd.operands?.length) out.push('.PP', 'Operands:', '.RS', ...cmd.operands.map((a) => `.TP\n\\fI${a.value}\\fR\n${textLines(a.help.replace(/\.?$/, '.'))}`), '.RE');
   out.push('.PP', 'Options:', '.RS', ...optionsOf(cmd).map(optionItem), '.RE', '.PP', 'Exit status:', '.RS');
   for (const e of cmd.exit) out.push('.TP', `.B ${e.split(' ')[0]}`, textLines(e.split(' ').slice(1).join(' ')));
   out.push('.RE');

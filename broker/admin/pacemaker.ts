@@ -13,6 +13,9 @@
 // multicast, fence_virt over TCP; issue 19): one device per node again, with
 // the node's own key at the same key_file path on every node, so whichever
 // node runs a device proves itself with its own key.
+//
+// Through the serial channel door (issue 20) no key at all: whichever node
+// runs a device asks through its own domain's channel, which proves the node.
 import type { ClusterConfig, Config } from '../config/types.js';
 
 export const FORMATS = ['cib', 'pcs', 'crm'] as const;
@@ -161,6 +164,29 @@ export function tenantFenceVirt(cluster: ClusterConfig, agent: 'fence_xvm' | 'fe
       monitor: { interval: '60s', timeout: '60s' },
     })),
     constraints: nodes.map((n) => ({ id: `${prefix}-${n.name}-not-on-${n.name}`, rsc: `${prefix}-${n.name}`, node: n.name, score: '-INFINITY' })),
+  };
+}
+
+/**
+ * The model for fence_virt through the nodes' serial channels: in mode serial
+ * each device names the guest's serial port (serial_device); in mode vmchannel
+ * the guestfwd address and port the channel snippet gives. No key_file: the
+ * channel proves who asks. Ids differ from the TCP devices' (fvirt-), so both
+ * can be loaded side by side.
+ */
+export function tenantFenceVirtSerial(cluster: ClusterConfig, where: { device: string } | { address: string; port: number }): TenantFencing {
+  const params: (readonly [string, string])[] = 'device' in where ? [['serial_device', where.device]] : [['channel_address', where.address], ['ipport', String(where.port)]];
+  const nodes = Object.values(cluster.nodes).sort((a, b) => a.name.localeCompare(b.name));
+  return {
+    cluster: cluster.name,
+    agent: 'fence_virt',
+    devices: nodes.map((n) => ({
+      id: `fvserial-${n.name}`,
+      node: n.name,
+      params: [...params, ['pcmk_host_list', n.name], ['pcmk_host_map', `${n.name}:${n.domain}`]],
+      monitor: { interval: '60s', timeout: '60s' },
+    })),
+    constraints: nodes.map((n) => ({ id: `fvserial-${n.name}-not-on-${n.name}`, rsc: `fvserial-${n.name}`, node: n.name, score: '-INFINITY' })),
   };
 }
 

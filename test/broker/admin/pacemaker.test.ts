@@ -317,3 +317,64 @@ anyTest('an unknown --format or an identity file that is no absolute path is a u
   t.is(newline.exitCode, 2);
   t.regex(String(newline.stderr), /without control characters/);
 });
+
+// ---- fence_virt through the nodes' serial channels (issue 20) -----------------
+
+/** The example on libvirt (channels need virsh) with the serial channel door on, in `mode`. */
+const exampleChannels = (mode = 'serial'): string =>
+  tenancy(
+    readFileSync(projectPath('clusters.yaml'), 'utf8')
+      .replace(/^ {2}toolstack:\n(?: {4}.*\n)+/m, '  toolstack: { type: virsh, uri: "qemu:///system" }\n')
+      .replace(/^broker:\n/m, `broker:\n  fence_virt:\n    key_dir: fence-virt-keys\n    channels: { dir: /run/fence-broker/channels, mode: ${mode} }\n`),
+    '.demo/host_ed25519',
+  );
+
+test('fence_virt --serial devices for tenant red: the forms agree through the real tools; serial_device, and no key, address or port', async (t) => {
+  const want = await threeForms(t, exampleChannels(), 'red', 2, ['--agent', 'fence_virt', '--serial']);
+  t.deepEqual(want.primitives.map((p) => [p.id, p.type, param(p, 'serial_device'), param(p, 'pcmk_host_list'), param(p, 'pcmk_host_map')]), [
+    ['fvserial-red-a', 'fence_virt', '/dev/ttyS1', 'red-a', 'red-a:red-vm-a'],
+    ['fvserial-red-b', 'fence_virt', '/dev/ttyS1', 'red-b', 'red-b:red-vm-b'],
+  ]);
+  for (const p of want.primitives) for (const k of ['key_file', 'ipaddr', 'ipport', 'hash', 'auth', 'channel_address']) t.is(param(p, k), undefined, `${p.id} has no ${k}`);
+  t.deepEqual(want.constraints.map((c) => [c.id, c.rsc, c.node, c.score]), [
+    ['fvserial-red-a-not-on-red-a', 'fvserial-red-a', 'red-a', '-INFINITY'],
+    ['fvserial-red-b-not-on-red-b', 'fvserial-red-b', 'red-b', '-INFINITY'],
+  ]);
+});
+
+test('fence_virt --serial DEVICE for tenant blue: the device given, in all three forms', async (t) => {
+  const want = await threeForms(t, exampleChannels(), 'blue', 3, ['--agent', 'fence_virt', '--serial', '/dev/ttyS2']);
+  t.deepEqual(want.primitives.map((p) => param(p, 'serial_device')), ['/dev/ttyS2', '/dev/ttyS2', '/dev/ttyS2']);
+});
+
+test('fence_virt --serial in vmchannel mode: the devices name the guestfwd address and port, in all three forms', async (t) => {
+  const want = await threeForms(t, exampleChannels('vmchannel'), 'red', 2, ['--agent', 'fence_virt', '--serial']);
+  for (const p of want.primitives) {
+    t.deepEqual([param(p, 'channel_address'), param(p, 'ipport'), param(p, 'serial_device'), param(p, 'key_file')], ['10.0.2.179', '1229', undefined, undefined], String(p.id));
+  }
+});
+
+anyTest('--serial: without --agent fence_virt, with the channel door off, a DEVICE outside /dev, or a DEVICE in vmchannel mode is a usage error (exit 2) that says which', async (t) => {
+  const cases: [string, string[], RegExp][] = [
+    [exampleChannels(), ['--serial'], /--serial is for --agent fence_virt \(the stock client's serial mode\), not fence_broker/],
+    [exampleChannels(), ['--agent', 'fence_xvm', '--serial'], /--serial is for --agent fence_virt .*not fence_xvm/],
+    [exampleFenceVirt(), ['--agent', 'fence_virt', '--serial'], /: broker\.fence_virt\.channels is not configured: the serial channel door is off/],
+    [example(), ['--agent', 'fence_virt', '--serial'], /: broker\.fence_virt\.channels is not configured/],
+    [exampleChannels(), ['--agent', 'fence_virt', '--serial', 'ttyS1'], /--serial: "ttyS1" is not a device path under \/dev/],
+    [exampleChannels(), ['--agent', 'fence_virt', '--serial=/dev/../etc/passwd'], /--serial: "\/dev\/\.\.\/etc\/passwd" is not a device path under \/dev/],
+    [exampleChannels('vmchannel'), ['--agent', 'fence_virt', '--serial', '/dev/ttyS2'], /mode is vmchannel, where the guests connect to 10\.0\.2\.179:1229, not to a serial device/],
+  ];
+  for (const [config, extra, want] of cases) {
+    const r = await fencectl(['pacemaker', '--config', config, '--cluster', 'red', ...extra]);
+    t.is(r.exitCode, 2, `${extra.join(' ')}: ${String(r.stderr)}`);
+    t.regex(String(r.stderr).split('\n')[0] as string, want, extra.join(' '));
+    t.is(String(r.stderr).trim().split('\n').at(-1), "Try 'fencectl pacemaker --help'.");
+  }
+  // The flag alone at the end, before another option, or with = : the same devices.
+  const forms = await Promise.all(
+    [['--serial'], ['--serial', '--format', 'cib'], ['--serial=/dev/ttyS1']].map((s) => fencectl(['pacemaker', '--config', exampleChannels(), '--cluster', 'red', '--agent', 'fence_virt', ...s])),
+  );
+  for (const f of forms) t.is(f.exitCode, 0, String(f.stderr));
+  t.is(String(forms[1]?.stdout), String(forms[0]?.stdout));
+  t.is(String(forms[2]?.stdout), String(forms[0]?.stdout));
+});
