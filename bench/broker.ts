@@ -31,7 +31,7 @@ export const BENCH_GROUP = '225.0.0.12';
  * domain and the domain of its one member node, a name only in the config, so
  * every fence is of a peer and no fence race ever stops the next round.
  */
-export async function startBenchBroker(domains: string[], fenceVirt: { bridge: string; multicastPort: number }): Promise<BenchBroker> {
+export async function startBenchBroker(domains: string[], fenceVirt: { bridge: string; multicastPort: number; serial?: { dir: string; guest: string } }): Promise<BenchBroker> {
   const clusters: Record<string, { domains: string[]; nodes: Record<string, string> }> = {};
   const nodeOf = new Map<string, string>();
   // The fence_virt door: one key per node, as fencectl keygen --fence-virt writes them.
@@ -42,10 +42,24 @@ export async function startBenchBroker(domains: string[], fenceVirt: { bridge: s
     nodeOf.set(d, `bench${i}-n1`);
     fvKeys.set(d, writeNodeKey(keyDir, `bench${i}`, `bench${i}-n1`, false).file);
   });
+  // The serial channel: the real guest is a node of the first domain's cluster, proven by its channel alone.
+  const serial = fenceVirt.serial;
+  if (serial) {
+    const first = clusters.bench0;
+    if (!first) throw new Error('no bench cluster for the serial guest');
+    first.domains.push(serial.guest);
+    first.nodes['bench0-serial'] = serial.guest;
+  }
   const daemon = await startDaemon({
     clusters,
     toolstack: VIRSH_TOOLSTACK,
-    extraBroker: ['  fence_virt:', `    key_dir: ${keyDir}`, '    listen: ["127.0.0.1:0"]', `    multicast: { groups: [${BENCH_GROUP}], port: ${fenceVirt.multicastPort}, interface: ${fenceVirt.bridge} }`],
+    extraBroker: [
+      '  fence_virt:',
+      `    key_dir: ${keyDir}`,
+      '    listen: ["127.0.0.1:0"]',
+      `    multicast: { groups: [${BENCH_GROUP}], port: ${fenceVirt.multicastPort}, interface: ${fenceVirt.bridge} }`,
+      ...(serial ? [`    channels: { dir: ${serial.dir} }`] : []),
+    ],
   });
   const tcpPort = Number(/"fence_virt":\{"tcp":\["127\.0\.0\.1:(\d+)"/.exec(daemon.logTail(1_000_000))?.[1]);
   if (!(tcpPort > 0)) throw new Error(`no fence_virt TCP port in the broker's ready line: ${daemon.logTail(2000)}`);

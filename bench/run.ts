@@ -24,6 +24,11 @@ import { renderReport, type FrontDoorRow, type Settings } from './report.js';
 import { ms } from './stats.js';
 import { storm } from './storm.js';
 import { systems } from './systems.js';
+import { Guest } from '../test/guest/guest.js';
+import { guestImage } from '../test/guest/image.js';
+import { startFenceVirtdSerial } from '../test/guest/fence-virtd.js';
+import { removeDomain } from '../test/libvirt-host.js';
+import { mkdirSync } from 'node:fs';
 
 const { values: args } = parseArgs({
   options: {
@@ -83,7 +88,38 @@ try {
   };
   const virtdMulticast = await life.within('start fence_virtd (multicast)', startFenceVirtdMulticast(join(tmp, 'fence_virtd-mcast'), lab.bridge, guestOf(domains[0] as string), 30_000), 120_000);
   life.defer('stop fence_virtd (multicast)', virtdMulticast.stop);
-  const broker = await life.within('start fence-broker', startBenchBroker(domains, { bridge: lab.bridge, multicastPort: await freePort() }), 120_000);
+  // The serial channel's guest (issue 20): a real Debian kernel and busybox with fence_virt, no network
+  // device; ttyS1 binds a socket in fence-broker's channels dir, ttyS2 one in fence_virtd's.
+  const image = await life.within('build the guest image', guestImage(), 15 * 60_000);
+  const channelsDir = join(tmp, 'channels');
+  const virtdChannelsDir = join(tmp, 'virtd-channels');
+  let guestName: string | undefined;
+  life.defer('remove the serial guest', () => (guestName ? removeDomain(guestName) : undefined));
+  const guest = await life.within(
+    'boot the serial guest',
+    Guest.boot({ tag: 'bench-serial', image, channelsDir, extraChannelDirs: [virtdChannelsDir], track: (n) => (guestName = n) }),
+    300_000,
+  );
+  say(`serial guest ${guest.name} booted in ${ms(guest.bootMs)} ms (image ${image.built ? 'built' : 'cached'} in ${ms(image.ms)} ms)`);
+  const virtdSerialDir = join(tmp, 'fence_virtd-serial');
+  mkdirSync(virtdSerialDir, { recursive: true });
+  const virtdSerial = startFenceVirtdSerial(virtdSerialDir, virtdChannelsDir);
+  life.defer('stop fence_virtd (serial)', virtdSerial.stop);
+  const broker = await life.within('start fence-broker', startBenchBroker(domains, { bridge: lab.bridge, multicastPort: await freePort(), serial: { dir: channelsDir, guest: guest.name } }), 120_000);
+  // Both serial peers answer the guest before anything is timed (each finds the guest's socket on its own).
+  for (const device of ['/dev/ttyS1', '/dev/ttyS2']) {
+    await life.within(
+      `the serial peer on ${device} answers`,
+      (async () => {
+        for (;;) {
+          const r = await guest.run(`fence_virt -D ${device} -o status -n ${domains[0]} -t 5`, 30_000);
+          if (r.rc === 0) return;
+          await new Promise((res) => setTimeout(res, 500));
+        }
+      })(),
+      120_000,
+    );
+  }
   life.defer('stop fence-broker', async () => {
     await broker.daemon.stop();
     rmSync(broker.daemon.dir, { recursive: true, force: true });
@@ -93,7 +129,7 @@ try {
 
   const smallBrokerRssKiB = rssKiB(broker.daemon.pid);
   const loads: [string, string][] = [];
-  const all = systems({ broker, virtd, virtdMulticast, sshd, guestOf });
+  const all = systems({ broker, virtd, virtdMulticast, sshd, guestOf, serialGuest: guest });
   loads.push(['end to end', loadNow()]);
   const e2e = await endToEnd(life, all, domains[0] as string, settings.rounds, settings.statusRepeats, broker);
   loads.push(['storm', loadNow()]);
