@@ -308,11 +308,11 @@ against its TCP listener on 127.0.0.1, and \`fence_xvm\` from ${s.stormSize} gue
 network namespaces (one per tenant) on a bridge, against the broker's multicast
 listener and, for comparison, a second \`fence_virtd\` with the multicast
 listener on the same bridge. Through the serial channel (issue 20), \`fence_virt -D\`
-runs inside a real guest with no network device (a Debian kernel and a busybox
-initramfs, TCG): its /dev/ttyS1 is bound to a socket in fence-broker's channels
-folder, its /dev/ttyS2 to one that a third \`fence_virtd\`, with the serial
-listener, serves; those runs are timed from the host around the guest console's
-round trip, which both pay alike. Every time includes process start. The run has a global
+runs inside real guests with no network device (a Debian kernel and a busybox
+initramfs, TCG): one guest's /dev/ttyS1 is bound to a socket in fence-broker's
+channels folder, the other's (the same image) to one that a third
+\`fence_virtd\`, with the serial listener, serves; those runs are timed from the
+host around the guest console's round trip, which both pay alike. Every time includes process start. The run has a global
 deadline, each operation its own bound, and the domains and daemons are
 removed on success, failure or Ctrl-C.
 

@@ -88,31 +88,36 @@ try {
   };
   const virtdMulticast = await life.within('start fence_virtd (multicast)', startFenceVirtdMulticast(join(tmp, 'fence_virtd-mcast'), lab.bridge, guestOf(domains[0] as string), 30_000), 120_000);
   life.defer('stop fence_virtd (multicast)', virtdMulticast.stop);
-  // The serial channel's guest (issue 20): a real Debian kernel and busybox with fence_virt, no network
-  // device; ttyS1 binds a socket in fence-broker's channels dir, ttyS2 one in fence_virtd's.
+  // The serial channel's guests (issue 20): a real Debian kernel and busybox with fence_virt, no network
+  // device, /dev/ttyS1 bound to a socket in fence-broker's channels dir (one guest) or in fence_virtd's (the
+  // other, the same image). Two guests, not two ports of one: ttyS2 would share ttyS0's ISA IRQ 4 and
+  // stall the console.
   const image = await life.within('build the guest image', guestImage(), 15 * 60_000);
   const channelsDir = join(tmp, 'channels');
   const virtdChannelsDir = join(tmp, 'virtd-channels');
-  let guestName: string | undefined;
-  life.defer('remove the serial guest', () => (guestName ? removeDomain(guestName) : undefined));
-  const guest = await life.within(
-    'boot the serial guest',
-    Guest.boot({ tag: 'bench-serial', image, channelsDir, extraChannelDirs: [virtdChannelsDir], track: (n) => (guestName = n) }),
+  const guestNames: string[] = [];
+  life.defer('remove the serial guests', () => Promise.all(guestNames.map(removeDomain)));
+  const [guest, virtdGuest] = await life.within(
+    'boot the serial guests',
+    Promise.all([
+      Guest.boot({ tag: 'bench-serial', image, channelsDir, track: (n) => guestNames.push(n) }),
+      Guest.boot({ tag: 'bench-serial-virtd', image, channelsDir: virtdChannelsDir, track: (n) => guestNames.push(n) }),
+    ]),
     300_000,
   );
-  say(`serial guest ${guest.name} booted in ${ms(guest.bootMs)} ms (image ${image.built ? 'built' : 'cached'} in ${ms(image.ms)} ms)`);
+  say(`serial guests ${guest.name}, ${virtdGuest.name} booted in ${ms(guest.bootMs)}, ${ms(virtdGuest.bootMs)} ms (image ${image.built ? 'built' : 'cached'} in ${ms(image.ms)} ms)`);
   const virtdSerialDir = join(tmp, 'fence_virtd-serial');
   mkdirSync(virtdSerialDir, { recursive: true });
   const virtdSerial = startFenceVirtdSerial(virtdSerialDir, virtdChannelsDir);
   life.defer('stop fence_virtd (serial)', virtdSerial.stop);
   const broker = await life.within('start fence-broker', startBenchBroker(domains, { bridge: lab.bridge, multicastPort: await freePort(), serial: { dir: channelsDir, guest: guest.name } }), 120_000);
-  // Both serial peers answer the guest before anything is timed (each finds the guest's socket on its own).
-  for (const device of ['/dev/ttyS1', '/dev/ttyS2']) {
+  // Both serial peers answer their guest before anything is timed (each finds the guest's socket on its own).
+  for (const g of [guest, virtdGuest]) {
     await life.within(
-      `the serial peer on ${device} answers`,
+      `the serial peer of ${g.name} answers`,
       (async () => {
         for (;;) {
-          const r = await guest.run(`fence_virt -D ${device} -o status -n ${domains[0]} -t 5`, 30_000);
+          const r = await g.run(`fence_virt -D /dev/ttyS1 -o status -n ${domains[0]} -t 5`, 30_000);
           if (r.rc === 0) return;
           await new Promise((res) => setTimeout(res, 500));
         }
@@ -120,16 +125,12 @@ try {
       120_000,
     );
   }
-  life.defer('stop fence-broker', async () => {
-    await broker.daemon.stop();
-    rmSync(broker.daemon.dir, { recursive: true, force: true });
-  });
   say(`fence_virtd (multicast) pid ${virtdMulticast.pid} ${virtdMulticast.group}:${virtdMulticast.port} on ${lab.bridge}; fence-broker fence_virt door 127.0.0.1:${broker.fenceVirt.tcpPort}, ${broker.fenceVirt.group}:${broker.fenceVirt.multicastPort}`);
   say(`fence_virtd pid ${virtd.pid} :${virtd.port}, sshd pid ${sshd.pid} :${sshd.port}, fence-broker pid ${broker.daemon.pid} :${broker.daemon.port}; domains ${domains.join(', ')}`);
 
   const smallBrokerRssKiB = rssKiB(broker.daemon.pid);
   const loads: [string, string][] = [];
-  const all = systems({ broker, virtd, virtdMulticast, sshd, guestOf, serialGuest: guest });
+  const all = systems({ broker, virtd, virtdMulticast, sshd, guestOf, serialGuest: guest, serialVirtdGuest: virtdGuest });
   loads.push(['end to end', loadNow()]);
   const e2e = await endToEnd(life, all, domains[0] as string, settings.rounds, settings.statusRepeats, broker);
   loads.push(['storm', loadNow()]);

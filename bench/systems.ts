@@ -23,18 +23,23 @@ export interface Peers {
   sshd: Sshd;
   /** The guest (network namespace on the bridge) of the tenant that owns `domain`: fence_xvm runs there. */
   guestOf(domain: string): string;
-  /** A real guest with no network device: /dev/ttyS1 is its channel to fence-broker, /dev/ttyS2 to fence_virtd. */
-  serialGuest: { run(cmd: string, timeoutMs: number): Promise<{ out: string; rc: number }> };
+  /** Real guests with no network device: /dev/ttyS1 is the channel, to fence-broker in one, to fence_virtd in the other. */
+  serialGuest: SerialGuest;
+  serialVirtdGuest: SerialGuest;
+}
+
+interface SerialGuest {
+  run(cmd: string, timeoutMs: number): Promise<{ out: string; rc: number }>;
 }
 
 /**
  * fence_virt inside the real guest on one of its serial ports, timed from the
  * host around the console round trip (the same for both peers).
  */
-async function fenceVirtSerial(p: Peers, device: string, op: Op, domain: string, timeoutMs: number): Promise<Timed> {
+async function fenceVirtSerial(guest: SerialGuest, op: Op, domain: string, timeoutMs: number): Promise<Timed> {
   const t0 = performance.now();
   try {
-    const r = await p.serialGuest.run(`fence_virt -D ${device} -o ${op} -n ${domain} -t 60`, timeoutMs);
+    const r = await guest.run(`fence_virt -D /dev/ttyS1 -o ${op} -n ${domain} -t 60`, timeoutMs);
     return { ms: performance.now() - t0, exitCode: r.rc, signal: null, stdout: r.out, stderr: '', timedOut: false };
   } catch (err) {
     return { ms: performance.now() - t0, exitCode: null, signal: null, stdout: '', stderr: (err as Error).message, timedOut: true };
@@ -88,10 +93,10 @@ export function systems(p: Peers): System[] {
       ops: ['off', 'reboot', 'status'],
       run: (op, d, t) => fenceXvm(p.guestOf(d), { action: op, plug: d, multicast_address: p.broker.fenceVirt.group, ipport: p.broker.fenceVirt.multicastPort, key_file: p.broker.fenceVirt.keyFor(d) }, t),
     },
-    // fence_virt's serial client in a real guest with no network device (issue 20): the same guest's
-    // ttyS1 reaches fence-broker's channel door, its ttyS2 fence_virtd's serial listener.
-    { name: 'fence_virt -D → fence-broker', ops: ['off', 'reboot', 'status'], run: (op, d, t) => fenceVirtSerial(p, '/dev/ttyS1', op, d, t) },
-    { name: 'fence_virt -D → fence_virtd', ops: ['off', 'reboot', 'status'], run: (op, d, t) => fenceVirtSerial(p, '/dev/ttyS2', op, d, t) },
+    // fence_virt's serial client in real guests with no network device (issue 20): one guest's ttyS1
+    // reaches fence-broker's channel door, the other's fence_virtd's serial listener.
+    { name: 'fence_virt -D → fence-broker', ops: ['off', 'reboot', 'status'], run: (op, d, t) => fenceVirtSerial(p.serialGuest, op, d, t) },
+    { name: 'fence_virt -D → fence_virtd', ops: ['off', 'reboot', 'status'], run: (op, d, t) => fenceVirtSerial(p.serialVirtdGuest, op, d, t) },
     {
       name: 'fence_virsh',
       ops: ['off', 'reboot', 'status'],

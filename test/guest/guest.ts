@@ -26,9 +26,7 @@ export async function virtType(): Promise<'kvm' | 'qemu'> {
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;');
 
-export function guestXml(o: { name: string; type: 'kvm' | 'qemu'; image: GuestImage; console: string; channel: string; extraChannels?: string[]; memoryMiB?: number }): string {
-  // More channels (the benchmark's fence_virtd peer): ports 2, 3, … (/dev/ttyS2, …).
-  const extra = (o.extraChannels ?? []).map((p, i) => `\n    <serial type='unix'><source mode='bind' path='${esc(p)}'/><target port='${i + 2}'/></serial>`).join('');
+export function guestXml(o: { name: string; type: 'kvm' | 'qemu'; image: GuestImage; console: string; channel: string; memoryMiB?: number }): string {
   return `<domain type='${o.type}'>
   <name>${esc(o.name)}</name>
   <memory unit='MiB'>${o.memoryMiB ?? 192}</memory>
@@ -45,7 +43,7 @@ export function guestXml(o: { name: string; type: 'kvm' | 'qemu'; image: GuestIm
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <serial type='unix'><source mode='bind' path='${esc(o.console)}'/><target port='0'/></serial>
-    <serial type='unix'><source mode='bind' path='${esc(o.channel)}'/><target port='1'/></serial>${extra}
+    <serial type='unix'><source mode='bind' path='${esc(o.channel)}'/><target port='1'/></serial>
     <memballoon model='none'/>
   </devices>
 </domain>`;
@@ -62,8 +60,6 @@ export interface GuestOptions {
   image: GuestImage;
   /** The channels dir: serial 1 binds <channelsDir>/<domain>.sock. */
   channelsDir: string;
-  /** Further channel dirs: serial 2, 3, … bind <dir>/<domain>.sock in each. */
-  extraChannelDirs?: string[];
   memoryMiB?: number;
   /** Called with the domain name before it is defined (for cleanup). */
   track?: (name: string) => void;
@@ -100,11 +96,7 @@ export class Guest {
     const consolePath = join(priv, 'console.sock');
     mkdirSync(o.channelsDir, { recursive: true });
     const channel = join(o.channelsDir, `${name}.sock`);
-    const extraChannels = (o.extraChannelDirs ?? []).map((d) => {
-      mkdirSync(d, { recursive: true });
-      return join(d, `${name}.sock`);
-    });
-    const xml = guestXml({ name, type: await virtType(), image: o.image, console: consolePath, channel, extraChannels, memoryMiB: o.memoryMiB });
+    const xml = guestXml({ name, type: await virtType(), image: o.image, console: consolePath, channel, memoryMiB: o.memoryMiB });
     const file = join(priv, `${name}.xml`);
     writeFileSync(file, xml);
     const r = await virsh('define', file);
