@@ -25,6 +25,11 @@ interface Trusted {
   hostKey?: boolean;
   /** A UNIX socket the daemon creates (the metrics): a socket, not a regular file, is expected there. */
   socket?: boolean;
+  /**
+   * The serial door's channels folder: whoever may write in it may put a socket where a domain's XML
+   * points, and speak as that domain. QEMU's group (libvirt-qemu) may need to write there; others never.
+   */
+  channels?: boolean;
 }
 
 const statOrUndefined = (path: string): Stats | undefined => {
@@ -55,6 +60,9 @@ export function trustedFiles(config: Config, defaultBundle: string): Trusted[] {
   if (b.metrics && 'path' in b.metrics.listen) files.push({ path: b.metrics.listen.path, what: 'metrics socket', key: ['broker', 'metrics', 'listen'], mayBeMissing: true, socket: true });
   files.push({ path: b.statusSocket, what: 'status socket', key: ['broker', 'status_socket'], mayBeMissing: true, socket: true });
   if (b.toolstack.type === 'sim') files.push({ path: b.toolstack.state, what: 'sim state', key: ['broker', 'toolstack', 'state'], mayBeMissing: true });
+  // Missing is safe (no socket can be there, and the folders above are checked); it is checked again on every reload.
+  const channels = b.fenceVirt?.channels;
+  if (channels) files.push({ path: channels.dir, what: 'channels folder', key: ['broker', 'fence_virt', 'channels', 'dir'], mayBeMissing: true, channels: true });
   return files;
 }
 
@@ -69,10 +77,14 @@ export function fileProblems(config: Config, defaultBundle: string, uid: number 
       if (!f.mayBeMissing) problems.push({ key: f.key, message: `${f.what} ${path} does not exist` });
     } else {
       const say = (m: string) => problems.push({ key: f.key, message: `${f.what} ${path}: ${m}` });
-      if (f.hostKey && st.isSymbolicLink()) say('is a symlink; the host key must be a regular file');
+      if (f.channels) {
+        if (st.isSymbolicLink()) say('is a symlink; the channels folder must be a directory');
+        else if (!st.isDirectory()) say('is not a directory');
+        else if (st.mode & 0o002) say(`is writable by others (mode ${(st.mode & 0o777).toString(8)}): anyone could put a socket there and speak as a domain; chmod o-w`);
+      } else if (f.hostKey && st.isSymbolicLink()) say('is a symlink; the host key must be a regular file');
       else if (f.socket ? !st.isSocket() : !st.isFile() && !st.isSymbolicLink()) say(f.socket ? 'is not a socket (the daemon replaces only a stale socket of its own)' : 'is not a regular file');
       // A socket's write bit is leave to connect (the metrics socket is 0660 on purpose); the directories guard it.
-      if (st.mode & 0o022 && !f.socket) say(`is writable by ${writers(st.mode)} (mode ${(st.mode & 0o777).toString(8)}); chmod go-w`);
+      if (st.mode & 0o022 && !f.socket && !f.channels) say(`is writable by ${writers(st.mode)} (mode ${(st.mode & 0o777).toString(8)}); chmod go-w`);
       const owner = f.hostKey ? (st.uid === uid ? undefined : `owned by uid ${st.uid}, not the broker's user (uid ${uid})`) : ownerProblem(st, uid);
       if (owner) say(owner);
     }

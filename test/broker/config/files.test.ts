@@ -122,3 +122,56 @@ test('RSA keys sign with SHA-2 only: a SHA-1 (ssh-rsa) signature is refused; the
     await d.stop();
   }
 });
+
+/** setup() with the serial door: its channels folder `chan` at line 7 (toolstack virsh, which channels need). */
+function withChannels(): { dir: string; file: string; chan: string } {
+  const dir = tempDir('fb-strict-');
+  const chan = join(dir, 'chan');
+  const file = join(dir, 'clusters.yaml');
+  writeFileSync(
+    file,
+    [
+      'broker:',
+      '  listen: 127.0.0.1:0',
+      '  host_key: host_ed25519',
+      '  toolstack: { type: virsh, uri: "test:///default" }',
+      '  audit_log: audit.jsonl',
+      '  fence_virt:',
+      `    channels: { dir: ${chan} }`,
+      'clusters:',
+      '  blue:',
+      '    domains: [blue-1]',
+      `    nodes: { blue-1: { key: "${newPublicKey('blue-1')}" } }`,
+      '',
+    ].join('\n'),
+  );
+  return { dir, file, chan };
+}
+
+test('the channels folder: QEMU\'s group may write there (0770 passes); writable by others, a symlink or a file is refused, located at channels.dir', async (t) => {
+  const ok = withChannels();
+  mkdirSync(ok.chan, { mode: 0o700 });
+  chmodSync(ok.chan, 0o770);
+  const r = await fencectl(['check', '--config', ok.file]);
+  t.is(r.exitCode, 0, r.stderr);
+
+  const open = withChannels();
+  mkdirSync(open.chan, { mode: 0o700 });
+  chmodSync(open.chan, 0o777);
+  const o = await located(open.file, 7, /channels folder .*\/chan: is writable by others \(mode 777\): anyone could put a socket there and speak as a domain/);
+  t.is(o.exitCode, 1);
+  t.true(o.at, o.stderr);
+
+  const link = withChannels();
+  const real = tempDir();
+  symlinkSync(real, link.chan);
+  const l = await located(link.file, 7, /channels folder .*\/chan: is a symlink/);
+  t.is(l.exitCode, 1);
+  t.true(l.at, l.stderr);
+
+  const file = withChannels();
+  writeFileSync(file.chan, '');
+  const f = await located(file.file, 7, /channels folder .*\/chan: is not a directory/);
+  t.is(f.exitCode, 1);
+  t.true(f.at, f.stderr);
+});
