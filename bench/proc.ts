@@ -3,6 +3,7 @@
 // run bounded, each in its own process group so a timeout or an interrupt also
 // ends what it started (fence_virsh's ssh, a plugin's children).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 export interface Timed {
   /** Wall time from just before spawn to the close of its output, ms. */
@@ -77,3 +78,20 @@ export const stdinOptions = (options: Record<string, string | number>): string =
   Object.entries(options)
     .map(([k, v]) => `${k}=${v}`)
     .join('\n') + '\n';
+
+/**
+ * A process as the bench names it: its pid and its start time (clock ticks
+ * since boot, /proc/PID/stat's 22nd field), so that a checker can tell it from
+ * a later process given the same pid once the pids wrap around.
+ */
+export function procLabel(pid: number): string {
+  let start = '?';
+  try {
+    // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '?';
+  } catch {
+    /* gone already: the start stays unknown */
+  }
+  return `pid ${pid} (start ${start})`;
+}

@@ -22,6 +22,7 @@ import { execa } from 'execa';
 import { policyBench } from './policy-run.js';
 import { renderReport, type FrontDoorRow, type Settings } from './report.js';
 import { ms } from './stats.js';
+import { procLabel } from './proc.js';
 import { storm } from './storm.js';
 import { systems } from './systems.js';
 import { Guest } from '../test/guest/guest.js';
@@ -125,8 +126,8 @@ try {
       120_000,
     );
   }
-  say(`fence_virtd (multicast) pid ${virtdMulticast.pid} ${virtdMulticast.group}:${virtdMulticast.port} on ${lab.bridge}; fence-broker fence_virt door 127.0.0.1:${broker.fenceVirt.tcpPort}, ${broker.fenceVirt.group}:${broker.fenceVirt.multicastPort}`);
-  say(`fence_virtd pid ${virtd.pid} :${virtd.port}, sshd pid ${sshd.pid} :${sshd.port}, fence-broker pid ${broker.daemon.pid} :${broker.daemon.port}; domains ${domains.join(', ')}`);
+  say(`fence_virtd (multicast) ${procLabel(virtdMulticast.pid)} ${virtdMulticast.group}:${virtdMulticast.port} on ${lab.bridge}; fence-broker fence_virt door 127.0.0.1:${broker.fenceVirt.tcpPort}, ${broker.fenceVirt.group}:${broker.fenceVirt.multicastPort}`);
+  say(`fence_virtd ${procLabel(virtd.pid)} :${virtd.port}, sshd ${procLabel(sshd.pid)} :${sshd.port}, fence-broker ${procLabel(broker.daemon.pid)} :${broker.daemon.port}, fence_virtd (serial) ${procLabel(virtdSerial.pid)}; domains ${domains.join(', ')}`);
 
   const smallBrokerRssKiB = rssKiB(broker.daemon.pid);
   const loads: [string, string][] = [];
@@ -152,7 +153,7 @@ try {
       target: { port: t.daemon.port, fingerprint: t.daemon.fingerprint, username: 'fence', pid: t.daemon.pid, clients: t.clients.map((c) => ({ key: c.key, command: `status ${c.target}`, check: brokerStatusOk(c.target) })) },
       runs: [],
     });
-    say(`fence-broker (${toolstack}) pid ${t.daemon.pid} :${t.daemon.port} ready in ${ms(t.startMs)} ms with ${settings.fdDomains} domains, ${settings.fdKeys} keys`);
+    say(`fence-broker (${toolstack}) ${procLabel(t.daemon.pid)} :${t.daemon.port} ready in ${ms(t.startMs)} ms with ${settings.fdDomains} domains, ${settings.fdKeys} keys`);
   }
   const sshKey = Buffer.from(sshd.clientKeyText);
   servers.push({

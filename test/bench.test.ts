@@ -64,10 +64,20 @@ test('the quick benchmark runs, cleans up and writes every section with figures'
   t.is(rowsWithNumbers(section(md, '## Policy decision'), /^[\d,]+$/).length, 3, 'policy rows');
   t.regex(section(md, '## Fleet coordination (`npm run bench:coordination`)'), /etcd/);
 
-  // Nothing left behind: no daemon it started (it names their pids), no domain of that run.
-  const pids = [...String(r.all).matchAll(/\bpid (\d+)/g)].map((m) => Number(m[1]));
-  t.true(pids.length >= 5, `the bench names its daemons' pids: ${pids.join(', ')}`);
-  for (const pid of pids) t.throws(() => process.kill(pid, 0), undefined, `daemon pid ${pid} still runs`);
+  // Nothing left behind: no daemon it started (it names their pids with their start times: the pids wrap
+  // around while the suite runs, and a later process given the same pid is not the bench's), no domain of that run.
+  const started = [...String(r.all).matchAll(/\bpid (\d+) \(start (\d+)\)/g)].map((m) => ({ pid: Number(m[1]), start: m[2] as string }));
+  t.true(started.length >= 6, `the bench names its daemons' pids and start times: ${JSON.stringify(started)}`);
+  for (const { pid, start } of started) {
+    let now: string | undefined;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      now = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    } catch {
+      now = undefined; // gone
+    }
+    t.not(now, start, `daemon pid ${pid} (start ${start}) still runs`);
+  }
   const names = /domains (fbt-[^,\s]+(?:, fbt-[^,\s]+)*)/.exec(String(r.all))?.[1]?.split(', ') ?? [];
   t.is(names.length, 8, 'the bench names its domains');
   const defined = (await execa('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'], { reject: false })).stdout.split('\n').map((n) => n.trim());
