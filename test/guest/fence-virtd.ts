@@ -3,6 +3,7 @@
 // reference peer that shows the real guest's side of the serial protocol works
 // before, and beside, fence-broker's own serial door.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { URI } from '../libvirt-host.js';
@@ -31,10 +32,14 @@ export interface FenceVirtdSerial {
  */
 export function startFenceVirtdSerial(workDir: string, channelsDir: string): FenceVirtdSerial {
   const conf = join(workDir, 'fence_virt.conf');
+  // fence_virtd checks a key file exists (0600) whatever its listener, although
+  // the serial listener uses none: give it one of its own.
+  const keyFile = join(workDir, 'fence_xvm.key');
+  writeFileSync(keyFile, randomBytes(512), { mode: 0o600 });
   writeFileSync(
     conf,
     `fence_virtd {\n  listener = "serial";\n  backend = "libvirt";\n  module_path = "${FENCE_VIRT_MODULES}";\n}\n` +
-      `listeners {\n  serial {\n    uri = "${URI}";\n    path = "${channelsDir}";\n    mode = "serial";\n  }\n}\n` +
+      `listeners {\n  serial {\n    key_file = "${keyFile}";\n    uri = "${URI}";\n    path = "${channelsDir}";\n    mode = "serial";\n  }\n}\n` +
       `backends {\n  libvirt {\n    uri = "${URI}";\n  }\n}\n`,
     { mode: 0o600 },
   );
