@@ -66,6 +66,8 @@ export interface GuestOptions {
 }
 
 let seq = 0;
+/** How long a command's start marker may take before its line counts as lost. */
+const RESEND_MS = 10_000;
 
 export class Guest {
   readonly name: string;
@@ -78,6 +80,8 @@ export class Guest {
   /** Console output seen so far (the last 64 KiB), for failure messages. */
   private log = '';
   private closed = false;
+  /** Command lines written again because their start marker never came (lost input). */
+  resent = 0;
   /** Wall time of the last start() up to a shell answering, ms. */
   bootMs = 0;
 
@@ -190,11 +194,13 @@ export class Guest {
     // The markers are printed by printf from split words: the command line
     // itself never contains them, should the console echo it.
     const line = `printf '%s_%s\\n' __FBS ${id}; { ${cmd}\n} </dev/null 2>&1; printf '%s_%s_%s\\n' __FBE ${id} $?\n`;
+    const started = `__FBS_${id}`;
     const re = new RegExp(`__FBS_${id}\\r?\\n([\\s\\S]*?)__FBE_${id}_(\\d+)\\r?\\n`);
     return new Promise<RunResult>((resolve, reject) => {
       const done = (r: RunResult | Error) => {
         this.waiters.delete(check);
         clearTimeout(timer);
+        clearInterval(resend);
         if (r instanceof Error) reject(r);
         else resolve(r);
       };
@@ -206,6 +212,16 @@ export class Guest {
         } else if (this.sock !== sock) done(new Error(`guest ${this.name}: console closed while running ${JSON.stringify(cmd)}; console: ${this.tail()}`));
       };
       const timer = setTimeout(() => done(new Error(`guest ${this.name}: ${JSON.stringify(cmd)} gave no answer within ${timeoutMs} ms; console: ${this.tail()}`)), timeoutMs);
+      // Under TCG the emulated UART now and then loses input bytes: a line
+      // whose start marker never came is written again (same id: whichever
+      // copy answers first is the answer). Once started, never again.
+      const resend = setInterval(() => {
+        if (this.buf.includes(started) || this.log.includes(started)) clearInterval(resend);
+        else {
+          this.resent++;
+          sock.write(line);
+        }
+      }, RESEND_MS);
       this.waiters.add(check);
       sock.write(line);
       check();

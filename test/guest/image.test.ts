@@ -42,6 +42,7 @@ anyTest.before(async (t) => {
 });
 
 anyTest.after.always(async () => {
+  if (guest) console.error(`${guest.name}: ${guest.resent} console line(s) written again`);
   await cleanup(
     () => fvd?.stop(),
     () => guest?.destroy(),
