@@ -66,8 +66,8 @@ export interface GuestOptions {
 }
 
 let seq = 0;
-/** How long a command's start marker may take before its line counts as lost. */
-const RESEND_MS = 10_000;
+/** How long a command's start marker may take before the shell is nudged with an empty line. */
+const NUDGE_MS = 3_000;
 
 export class Guest {
   readonly name: string;
@@ -80,7 +80,7 @@ export class Guest {
   /** Console output seen so far (the last 64 KiB), for failure messages. */
   private log = '';
   private closed = false;
-  /** Command lines written again because their start marker never came (lost input). */
+  /** Empty lines written because a command's start marker had not come (a stalled shell). */
   resent = 0;
   /** Wall time of the last start() up to a shell answering, ms. */
   bootMs = 0;
@@ -212,16 +212,17 @@ export class Guest {
         } else if (this.sock !== sock) done(new Error(`guest ${this.name}: console closed while running ${JSON.stringify(cmd)}; console: ${this.tail()}`));
       };
       const timer = setTimeout(() => done(new Error(`guest ${this.name}: ${JSON.stringify(cmd)} gave no answer within ${timeoutMs} ms; console: ${this.tail()}`)), timeoutMs);
-      // Under TCG the emulated UART now and then loses input bytes: a line
-      // whose start marker never came is written again (same id: whichever
-      // copy answers first is the answer). Once started, never again.
+      // Under TCG the guest's shell now and then holds a line that arrived
+      // whole until more input comes: until the start marker shows, an empty
+      // line is written (harmless to sh). The command itself is never written
+      // twice, so it never runs twice.
       const resend = setInterval(() => {
         if (this.buf.includes(started) || this.log.includes(started)) clearInterval(resend);
         else {
           this.resent++;
-          sock.write(line);
+          sock.write('\n');
         }
-      }, RESEND_MS);
+      }, NUDGE_MS);
       this.waiters.add(check);
       sock.write(line);
       check();

@@ -42,7 +42,7 @@ anyTest.before(async (t) => {
 });
 
 anyTest.after.always(async () => {
-  if (guest) console.error(`${guest.name}: ${guest.resent} console line(s) written again`);
+  if (guest) console.error(`${guest.name}: the stalled shell nudged ${guest.resent} time(s) with an empty line`);
   await cleanup(
     () => fvd?.stop(),
     () => guest?.destroy(),
