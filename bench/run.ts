@@ -112,6 +112,10 @@ try {
   const virtdSerial = startFenceVirtdSerial(virtdSerialDir, virtdChannelsDir);
   life.defer('stop fence_virtd (serial)', virtdSerial.stop);
   const broker = await life.within('start fence-broker', startBenchBroker(domains, { bridge: lab.bridge, multicastPort: await freePort(), serial: { dir: channelsDir, guest: guest.name } }), 120_000);
+  life.defer('stop fence-broker', async () => {
+    await broker.daemon.stop();
+    rmSync(broker.daemon.dir, { recursive: true, force: true });
+  });
   // Both serial peers answer their guest before anything is timed (each finds the guest's socket on its own).
   for (const g of [guest, virtdGuest]) {
     await life.within(
