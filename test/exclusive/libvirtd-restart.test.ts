@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { startDaemon, type Daemon } from '../broker-daemon.js';
 import { Guest } from '../guest/guest.js';
 import { guestImage } from '../guest/image.js';
-import { cleanup, tempDir } from '../helpers.js';
+import { cleanup, tempDir, within } from '../helpers.js';
 import { URI, createDomain, domstate, libvirtMissing, removeDomain, sweepStale, virsh } from '../libvirt-host.js';
 
 const FV = 'fence_virt -D /dev/ttyS1 -t 10';
@@ -87,10 +87,11 @@ test('libvirtd killed (SIGKILL) and started again: an open channel still serves,
     const line = d.audit().find((l) => l.action === 'off' && l.target === peer);
     t.like(line, { door: 'fence_virt/serial', channel: after.channel, channel_domain: after.name, node: 'blue-2', decision: 'allow' });
   } finally {
+    // Each step bounded and named: a hang is a failure that says where.
     await cleanup(
-      () => d?.stop(),
-      ...guests.map((g) => () => g.destroy()),
-      ...domains.map((n) => () => removeDomain(n)),
+      () => d && within('stopping the broker', d.stop(), 60_000),
+      ...guests.map((g) => () => within(`destroying ${g.name}`, g.destroy(), 60_000)),
+      ...domains.map((n) => () => within(`removing ${n}`, removeDomain(n), 60_000)),
     );
   }
 });
