@@ -105,6 +105,22 @@ test('ten concurrent offs on ten domains run in parallel', async (t) => {
   t.log(`10 parallel offs: wall ${Math.round(wall)} ms, slowest ${slowest} ms, sum ${sum} ms`);
 });
 
+test('has: a running and a shut-off domain yes, an undefined name and the control domain no, each from its own state read', async (t) => {
+  const on = await domain('has-on');
+  const off = await domain('has-off', false);
+  const { toolstack, calls } = recording(virshTs());
+  const f = new Fencer(toolstack, { verifyMs: 20_000, pollMs: 100 });
+  t.true(await f.has(on));
+  t.true(await f.has(off));
+  t.false(await f.has('fbt-no-such-domain'));
+  t.false(await f.has('Domain-0'));
+  // Never the host-wide list: libvirt's list takes every domain's lock, so it waits out other domains' destroys.
+  t.deepEqual(
+    calls.map((c) => `${c.op} ${c.domain}`),
+    [`state ${on}`, `state ${off}`, 'state fbt-no-such-domain'],
+  );
+});
+
 test('two concurrent requests on one domain never interleave', async (t) => {
   const d = await domain('serial');
   const { toolstack, calls } = recording(virshTs());

@@ -39,7 +39,7 @@ export interface FenceVirtDoorOptions {
   /** The current keys (swapped on reload: a key removed is revoked for the next packet). */
   keys: () => readonly KeyEntry[];
   handle: (who: Identity, peer: string, command: string, ctx: RequestContext) => Promise<Handled>;
-  /** Whether this host's toolstack has the domain (a toolstack read, as `list` does). */
+  /** Whether this host's toolstack has the domain (a read of that domain alone); throws when it cannot say. */
   hostHas: (domain: string) => Promise<boolean>;
   /** One audit line for a request the door ends itself; never throws. */
   audit: (record: RefusalRecord) => void;

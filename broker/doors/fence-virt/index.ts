@@ -141,10 +141,7 @@ export async function startFenceVirt(o: {
     channelOwner: (domain) => channelOwner(current(), domain),
     keys: o.keys,
     handle: (who, peer, command, ctx) => o.broker.handle(who, peer, command, ctx),
-    hostHas: async (domain) => {
-      const listed = await o.fencer.list([domain]);
-      return listed.ok && listed.domains.includes(domain);
-    },
+    hostHas: (domain) => o.fencer.has(domain),
     audit: (r) => o.audit.refusedRequest(r),
     minHash: fv.hash,
     challengeHash: fv.challengeHash,
