@@ -105,6 +105,22 @@ export function runExternal(b: BenchBroker, face: keyof typeof EXTERNAL, domain:
   return runTimed(EXTERNAL[face], ['status'], { timeoutMs, env });
 }
 
+/**
+ * The broker's audit line of the last `action` on `domain` written since
+ * `since` (epoch ms): its own time (`duration_ms`) and when it was written
+ * (`time`, epoch ms), when that line is there.
+ */
+export function brokerLine(b: BenchBroker, action: string, domain: string, since: number): { durationMs: number; at: number } | undefined {
+  const verb = action === 'reboot' ? 'reset' : action;
+  const line = b.daemon
+    .audit()
+    .reverse()
+    .find((l) => l.target === domain);
+  const at = typeof line?.time === 'string' ? Date.parse(line.time) : NaN;
+  if (!line || line.action !== verb || typeof line.duration_ms !== 'number' || !(at >= since)) return undefined;
+  return { durationMs: line.duration_ms, at };
+}
+
 /** The broker's own time for the last request on `domain` (audit `duration_ms`), when its audit line is there. */
 export function brokerMs(b: BenchBroker, action: string, domain: string): number | undefined {
   const verb = action === 'reboot' ? 'reset' : action;
