@@ -10,7 +10,9 @@ import { run, type Outcome } from './fencing.js';
 import { escapeXml } from './xml.js';
 import { helpText, isTrue, metadataParameters, optionOfFlag, parseArgsOptions, STDIN_NAMES, toAgentOptions, toClientOptions, validate, type OptionValues } from './options.js';
 
-export const VERSION = '0.1.0';
+declare const FENCE_BROKER_VERSION: string | undefined;
+/** The release's version: put into the bundle by its build (scripts/build-plugin.mjs, from package.json). */
+export const VERSION = typeof FENCE_BROKER_VERSION === 'string' ? FENCE_BROKER_VERSION : 'unknown (not the built bundle)';
 
 export const ACTIONS = ['on', 'off', 'reboot', 'status', 'list', 'list-status', 'monitor', 'metadata', 'validate-all'] as const;
 type Action = (typeof ACTIONS)[number];

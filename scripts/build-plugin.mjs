@@ -44,7 +44,8 @@ await build({
   external: ['cpu-features', '*.node'],
   logLevel: 'warning',
   legalComments: 'inline',
-  define: { FENCE_BROKER_SH: JSON.stringify(sh) },
+  // The release's version for --version: the guest has no package.json to read it from.
+  define: { FENCE_BROKER_SH: JSON.stringify(sh), FENCE_BROKER_VERSION: JSON.stringify(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version) },
 });
 chmodSync(out, 0o755);
 copyFileSync(out, join(root, 'plugin', 'dist', 'external', 'fence-broker'));
