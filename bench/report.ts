@@ -11,6 +11,7 @@ import type { Machine } from './machine.js';
 import type { PolicyResult } from './policy-run.js';
 import { int, max, median, min, ms, ratio } from './stats.js';
 import type { StormSample } from './storm.js';
+import { OFF_HEADING } from './off-report.js';
 import { rawLabel, type Op } from './systems.js';
 
 export interface Settings {
@@ -58,13 +59,20 @@ const met = (ok: boolean | undefined) => (ok === undefined ? 'not measured' : ok
 const med = (s: Sample | StormSample | undefined) => (s ? median(s.ms) : NaN);
 const runs = (s: { ms: number[]; errors: string[] }) => `${s.ms.length}${s.errors.length ? ` (+${s.errors.length} failed)` : ''}`;
 
-/** The "## Fleet coordination" section of the checked-in BENCHMARKS.md, as it is. */
-function coordinationSection(): string {
+/** The section under `heading` of the checked-in BENCHMARKS.md, which another bench writes, as it is; `fallback` when there is none. */
+function keptSection(heading: string, fallback: string): string {
   const file = projectPath('BENCHMARKS.md');
   const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
-  const m = /^## Fleet coordination[\s\S]*?(?=^## |(?![\s\S]))/m.exec(text);
-  return (m?.[0] ?? '## Fleet coordination (`npm run bench:coordination`)\n\nNot measured by `npm run bench`; run `npm run bench:coordination`.\n').trimEnd();
+  const at = text.indexOf(`${heading}\n`);
+  if (at < 0) return fallback.trimEnd();
+  const rest = text.slice(at + heading.length + 1);
+  const next = rest.search(/^## /m);
+  return (heading + '\n' + (next < 0 ? rest : rest.slice(0, next))).trimEnd();
 }
+
+const COORDINATION_HEADING = '## Fleet coordination (`npm run bench:coordination`)';
+const coordinationSection = () => keptSection(COORDINATION_HEADING, `${COORDINATION_HEADING}\n\nNot measured by \`npm run bench\`; run \`npm run bench:coordination\`.\n`);
+const offSection = () => keptSection(OFF_HEADING, `${OFF_HEADING}\n\nNot measured by \`npm run bench\`; run \`npm run bench:off\`.\n`);
 
 function targets(r: Report): string[][] {
   const e = r.e2e;
@@ -223,6 +231,12 @@ What was changed for speed, each by measurement:
   cannot cancel a call into a hung libvirtd.
 - \`off\` destroys first and lets the state read settle a refused destroy: one
   read fewer. The sim keeps its parsed state until its file changes.
+- The fence_virt door's multicast transport asks whether this host has a
+  request's domain with a state read of that domain alone. It used libvirt's
+  host-wide list, which waits for the destroys of the other domains in a
+  storm: one of 8 fence_xvm requests reached the broker 1.9 s late (the
+  others 140-170 ms), and that storm took 3.8 s against 1.9 s for 8 raw
+  destroys. Now the last of the 8 arrives 130-450 ms after the first spawn.
 - ssh2 (patched, \`patches/ssh2+1.17.0.patch\`) keeps each key's decoded
   KeyObject. OpenSSL 3 takes ~0.8 ms to decode a PEM, and ssh2 decoded the
   host key's PEM for every handshake's signature (ed25519 sign 783 -> 63 µs)
@@ -255,6 +269,16 @@ Why the rest is behind, or close to its bound:
   fence_virtd) and fence_broker's ~150-200 ms (Node's start, the plugin's load,
   SSH), so in expectation fence_broker is ~1.1x. Closing it needs a client
   that starts in a few ms, which a Node plugin does not.
+- **off through the stock clients ≤ 1.0x fence_virtd** (\`fence_virt -T\` and
+  \`fence_xvm\`; 0.99-1.20x across runs of \`npm run bench\`): the same 200 ms
+  steps, and both ends are C clients, so 5 samples decide it by chance. With
+  30 interleaved rounds (\`npm run bench:off\`, 2026-12-05) both came out
+  1.01x, 95 % intervals 0.95-1.07 and 0.94-1.07: 8-15 ms apart in means of
+  ~1.5 s. The door's own part: a request reaches Broker.handle 19-28 ms
+  (medians) after the client's spawn; inside, before the destroy, the
+  decision and the fsynced intent line (~0.2 ms), after it the verifying
+  state read (~1 ms over a virsh session). fence_virtd calls libvirt in
+  process and verifies nothing, so parity is as close as this gets.
 - **status ≤ node + 80 ms** (met or just missed depending on the run): Node's
   own start (\`node -e 0\`, 65-115 ms here), loading the plugin ~45 ms (ssh2's
   key parser with bcrypt-pbkdf, tweetnacl and asn1, the protocol, crypto and
@@ -418,6 +442,8 @@ ${r.policy.table.join('\n')}
 
 ${r.policy.notes.map((n) => `- ${n}`).join('\n')}
 - The 10-domain setData time includes wasm compilation of the first instance.
+
+${offSection()}
 
 ${coordinationSection()}
 ${errs.length ? `\n## Failed runs\n\nFailed runs are left out of the medians and counted in the tables.\n\n${errs.join('\n')}\n` : ''}`;

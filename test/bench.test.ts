@@ -1,12 +1,13 @@
 // `npm run bench -- --quick` runs and writes its report: every section, with
 // numbers in it. Benchmarks are not timed tests: the figures' values are never
 // checked, only that the run completed and measured each part.
-import anyTest, { type TestFn } from 'ava';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectPath } from '../common/paths.js';
 import { benchMissing } from '../bench/peers.js';
+import { NAMES, OFF_HEADING } from '../bench/off-report.js';
 import { tempDir } from './helpers.js';
 
 const missing = await benchMissing();
@@ -32,7 +33,8 @@ const rowsWithNumbers = (text: string, first: RegExp): string[] =>
     .filter((l) => first.test(l.split('|')[1]?.trim() ?? ''))
     .filter((l) => l.split('|').slice(2).some((c) => /\d/.test(c)));
 
-test('the quick benchmark runs, cleans up and writes every section with figures', async (t) => {
+// One at a time: each starts its own domains, fence_virtd and brokers on the 2 cores.
+test.serial('the quick benchmark runs, cleans up and writes every section with figures', async (t) => {
   const out = join(tempDir('fb-bench-test-'), 'BENCHMARKS.md');
   // Generous: the quick run takes about a minute and a half alone on the 2-core machine; far longer when the suite runs beside it.
   const r = await execa(process.execPath, [projectPath('dist', 'bench', 'run.js'), '--quick', '--out', out], { reject: false, timeout: 600_000, all: true });
@@ -63,11 +65,18 @@ test('the quick benchmark runs, cleans up and writes every section with figures'
   for (const s of [/fence-broker, sim/, /fence-broker, virsh/, /OpenSSH sshd/]) t.is(rowsWithNumbers(door, s).length, 1, `front door: ${s}`);
   t.is(rowsWithNumbers(section(md, '## Policy decision'), /^[\d,]+$/).length, 3, 'policy rows');
   t.regex(section(md, '## Fleet coordination (`npm run bench:coordination`)'), /etcd/);
+  t.true(section(md, OFF_HEADING).length > 0, 'the bench:off section is kept');
 
-  // Nothing left behind: no daemon it started (it names their pids with their start times: the pids wrap
-  // around while the suite runs, and a later process given the same pid is not the bench's), no domain of that run.
-  const started = [...String(r.all).matchAll(/\bpid (\d+) \(start (\d+)\)/g)].map((m) => ({ pid: Number(m[1]), start: m[2] as string }));
-  t.true(started.length >= 6, `the bench names its daemons' pids and start times: ${JSON.stringify(started)}`);
+  await nothingLeft(t, String(r.all), 6, 8);
+});
+
+/**
+ * Nothing left behind: no daemon the run started (it names their pids with their start times: the pids wrap
+ * around while the suite runs, and a later process given the same pid is not the bench's), no domain of it.
+ */
+async function nothingLeft(t: ExecutionContext, log: string, daemons: number, domains: number): Promise<void> {
+  const started = [...log.matchAll(/\bpid (\d+) \(start (\d+)\)/g)].map((m) => ({ pid: Number(m[1]), start: m[2] as string }));
+  t.true(started.length >= daemons, `the bench names its daemons' pids and start times: ${JSON.stringify(started)}`);
   for (const { pid, start } of started) {
     let now: string | undefined;
     try {
@@ -78,8 +87,23 @@ test('the quick benchmark runs, cleans up and writes every section with figures'
     }
     t.not(now, start, `daemon pid ${pid} (start ${start}) still runs`);
   }
-  const names = /domains (fbt-[^,\s]+(?:, fbt-[^,\s]+)*)/.exec(String(r.all))?.[1]?.split(', ') ?? [];
-  t.is(names.length, 8, 'the bench names its domains');
+  const names = /domains (fbt-[^,\s]+(?:, fbt-[^,\s]+)*)/.exec(log)?.[1]?.split(', ') ?? [];
+  t.is(names.length, domains, 'the bench names its domains');
   const defined = (await execa('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'], { reject: false })).stdout.split('\n').map((n) => n.trim());
   t.deepEqual(names.filter((n) => defined.includes(n)), [], 'bench domains left defined');
+}
+
+test.serial('bench:off --quick runs, cleans up and writes its section with figures for every system', async (t) => {
+  const out = join(tempDir('fb-bench-off-test-'), 'BENCHMARKS.md');
+  const r = await execa(process.execPath, [projectPath('dist', 'bench', 'off.bench.js'), '--quick', '--out', out], { reject: false, timeout: 600_000, all: true });
+  t.is(r.exitCode, 0, String(r.all).slice(-4000));
+  const md = section(readFileSync(out, 'utf8'), OFF_HEADING);
+  t.regex(md, /quick run/);
+  for (const n of NAMES) {
+    const label = n === 'virsh (raw)' ? /raw `virsh destroy`/ : new RegExp(n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    t.is(rowsWithNumbers(md, label).filter((l) => !l.includes('—')).length >= 1, true, `no figures for ${n}`);
+  }
+  t.is(rowsWithNumbers(md, /through fence_virt -T|through fence_xvm/).length, 2, 'both off targets');
+  t.regex(md, /reached Broker\.handle [\d.,]+ ms/);
+  await nothingLeft(t, String(r.all), 3, 1);
 });
