@@ -248,7 +248,10 @@ export function startSshd(dir: string, timeoutMs: number): Promise<Sshd> {
         // Many clients at once (the front-door peer): do not drop unauthenticated connections early.
         'MaxStartups 200',
         'MaxSessions 100',
-        `SetEnv LIBVIRT_DEFAULT_URI=${URI}`,
+        // SHLVL=1: Debian's bash sources ~/.bashrc for a command run over SSH (SSH_CLIENT set, shell level < 2),
+        // and root's dotfiles are the machine's, not sshd's: on one machine root's ~/.bashrc ran `pyenv init`,
+        // ~0.7 s of CPU per login, which under 50 clients buried sshd and the slices after it. A nested level skips it.
+        `SetEnv LIBVIRT_DEFAULT_URI=${URI} SHLVL=1`,
         '',
       ].join('\n'),
     );
